@@ -1,0 +1,83 @@
+"""Stage: set the DDK's root password on its console and learn its SSH host key there.
+
+The console is reached through the host (``CONNECT`` with our session over verified TLS),
+so what it tells us is trusted: the SSH host key read there pins the later SSH connection.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from ..errors import ConsoleError
+from ..events import LogLine
+from ..guest import dialog
+from ..secrets import Secret, generate_password
+from ..xapi import vm
+from ..xapi.console import open_console
+from .context import BuildContext
+
+DEFAULT_DDK_PASSWORD = "xensource"  # Citrix DDKs' baked-in root password (ddk.md §2)
+HOST_KEY_COMMAND = "cat /etc/ssh/ssh_host_rsa_key.pub"
+
+
+def ssh_fingerprint(public_key_line: str) -> str:
+    """OpenSSH-style ``SHA256:...`` fingerprint of a ``ssh-rsa AAAA...`` line."""
+    parts = public_key_line.split()
+    if len(parts) < 2 or not parts[0].startswith("ssh-"):
+        raise ConsoleError(
+            f"The DDK console did not show an SSH public key (got {public_key_line[:60]!r}).",
+            "Check that sshd is installed in the DDK image.",
+        )
+    digest = hashlib.sha256(base64.b64decode(parts[1])).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def open_vm_console(ctx: BuildContext) -> dialog.ConsoleStream:
+    """Open the VM's vt100 console, waiting for it to appear after boot."""
+    assert ctx.vm is not None
+    location = Retrying(
+        retry=retry_if_exception_type(ConsoleError),
+        wait=wait_exponential(multiplier=0.1, max=2),
+        stop=stop_after_delay(min(ctx.playbook.timeouts.boot, 60)),
+        reraise=True,
+    )(vm.text_console, ctx.xs, ctx.vm)
+    return open_console(location, ctx.xs.handle, ctx.xs.url, ctx.xs.tls, ctx.playbook.timeouts.boot)
+
+
+class FirstBoot:
+    name = "first-boot"
+    description = "set the root password on the console"
+    keepable = False
+
+    def run(self, ctx: BuildContext) -> None:
+        pb = ctx.playbook
+
+        def show(text: str) -> None:
+            for line in text.splitlines():
+                if line.strip():
+                    ctx.emit(LogLine("console", line))
+
+        stream = open_vm_console(ctx)
+        try:
+            if pb.vm.first_boot == "console":
+                password = generate_password()
+                steps = dialog.first_boot_dialog(password)
+            else:
+                password = Secret(
+                    os.environ.get(pb.vm.default_password_env) or DEFAULT_DDK_PASSWORD
+                )
+                steps = dialog.login_dialog(password)
+            dialog.run_dialog(stream, steps, on_text=show, timeout=pb.timeouts.boot)
+            ctx.guest_password = password
+            key_line = dialog.shell_command(stream, HOST_KEY_COMMAND, timeout=30).strip()
+            ctx.guest_host_key = ssh_fingerprint(key_line.splitlines()[-1] if key_line else "")
+            stream.write(b"exit\r")  # never leave a root shell open on the console
+        finally:
+            stream.close()
+
+    def undo(self, ctx: BuildContext) -> None:
+        """Nothing to undo: the password lives in the VM, which the image stage removes."""

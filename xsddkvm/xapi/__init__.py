@@ -1,0 +1,1 @@
+"""Client adapters for a XenServer host: XenAPI calls, /import and /console."""
