@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import logging
 import signal
 import sys
 import threading
@@ -40,6 +41,11 @@ class Env:
         return TerminalRenderer(click.get_text_stream("stderr"))
 
     # -- signals: SIGINT/SIGTERM raise Interrupted, except while undoing ---------------------
+    def quiet_libraries(self) -> None:
+        """paramiko logs socket errors of closed connections; our errors say what matters."""
+        logging.getLogger("paramiko").addHandler(logging.NullHandler())
+        logging.getLogger("paramiko").propagate = False
+
     def install_signals(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
@@ -96,6 +102,7 @@ def _write_traceback(exc: BaseException) -> Path:
 def run_command(env: Env, fn: Callable[[], Optional[int]]) -> None:
     """Run a command body; translate every outcome into an exit status (the only sys.exit)."""
     env.install_signals()
+    env.quiet_libraries()
     try:
         code = fn() or 0
     except click.exceptions.Exit:

@@ -262,7 +262,7 @@ def _build(cls: Any, data: Any, where: str) -> Any:
         raise ConfigError(f"{where}: expected a mapping of settings, got {_describe(data)}")
     hints = typing.get_type_hints(cls)
     fields = {key_of(f): f for f in public_fields(cls)}
-    prefix = "" if where.endswith(":") else "."
+    prefix = " " if where.endswith(":") else "."
     for key in data:
         if key not in fields:
             close = difflib.get_close_matches(str(key), list(fields), n=1)

@@ -190,6 +190,66 @@ def _host_metrics() -> dict[str, Any]:
             "last_updated": now(), "other_config": {}}
 
 
+def _host() -> dict[str, Any]:
+    return {
+        "uuid": "", "name_label": "", "name_description": "", "memory_overhead": 0,
+        "allowed_operations": [], "current_operations": {}, "API_version_major": 2,
+        "API_version_minor": 15, "API_version_vendor": "XenSource",
+        "API_version_vendor_implementation": {}, "enabled": True, "software_version": {},
+        "other_config": {}, "capabilities": [], "cpu_configuration": {},
+        "sched_policy": "credit", "supported_bootloaders": ["pygrub", "eliloader"],
+        "resident_VMs": [], "logging": {}, "PIFs": [], "suspend_image_sr": NULL,
+        "crash_dump_sr": NULL, "crashdumps": [], "patches": [], "updates": [], "PBDs": [],
+        "host_CPUs": [], "cpu_info": {}, "hostname": "", "address": "", "metrics": NULL,
+        "license_params": {}, "ha_statefiles": [], "ha_network_peers": [], "blobs": {},
+        "tags": [], "external_auth_type": "", "external_auth_service_name": "",
+        "external_auth_configuration": {}, "edition": "", "bios_strings": {},
+        "license_server": {"address": "localhost", "port": "27000"}, "power_on_mode": "",
+        "power_on_config": {}, "local_cache_sr": NULL, "chipset_info": {}, "PCIs": [],
+        "PGPUs": [], "PUSBs": [], "ssl_legacy": True, "guest_VCPUs_params": {},
+        "display": "enabled", "virtual_hardware_platform_versions": [0],
+        "control_domain": NULL, "updates_requiring_reboot": [], "features": [],
+        "iscsi_iqn": "", "multipathing": False, "uefi_certificates": "", "certificates": [],
+        "editions": [], "pending_guidances": [], "tls_verification_enabled": False,
+        "last_software_update": EPOCH, "https_only": False,
+        "latest_synced_updates_applied": "unknown", "numa_affinity_policy": "default_policy",
+        "pending_guidances_recommended": [], "pending_guidances_full": [],
+        "last_update_hash": "", "ssh_enabled": True, "ssh_enabled_timeout": 0,
+        "ssh_expiry": EPOCH, "console_idle_timeout": 0, "ssh_auto_mode": False,
+        "max_cstate": "", "secure_boot": False, "ntp_mode": "Factory",
+        "ntp_custom_servers": [], "timezone": "UTC",
+    }
+
+
+def _pool() -> dict[str, Any]:
+    return {
+        "uuid": "", "name_label": "", "name_description": "", "master": NULL,
+        "default_SR": NULL, "suspend_image_SR": NULL, "crash_dump_SR": NULL,
+        "ha_enabled": False, "ha_configuration": {}, "ha_statefiles": [],
+        "ha_host_failures_to_tolerate": 0, "ha_plan_exists_for": 0,
+        "ha_allow_overcommit": False, "ha_overcommitted": False, "blobs": {}, "tags": [],
+        "gui_config": {}, "health_check_config": {}, "wlb_url": "", "wlb_username": "",
+        "wlb_enabled": False, "wlb_verify_cert": False, "redo_log_enabled": False,
+        "redo_log_vdi": NULL, "vswitch_controller": "", "restrictions": {},
+        "metadata_VDIs": [], "ha_cluster_stack": "", "allowed_operations": [],
+        "current_operations": {}, "guest_agent_config": {}, "cpu_info": {},
+        "policy_no_vendor_device": False, "live_patching_disabled": False,
+        "igmp_snooping_enabled": False, "uefi_certificates": "", "custom_uefi_certificates": "",
+        "is_psr_pending": False, "tls_verification_enabled": False, "repositories": [],
+        "client_certificate_auth_enabled": False, "client_certificate_auth_name": "",
+        "repository_proxy_url": "", "repository_proxy_username": "",
+        "repository_proxy_password": NULL, "migration_compression": False,
+        "coordinator_bias": True, "local_auth_max_threads": 8, "ext_auth_max_threads": 1,
+        "telemetry_uuid": NULL, "telemetry_frequency": "weekly",
+        "telemetry_next_collection": EPOCH, "last_update_sync": EPOCH,
+        "update_sync_frequency": "weekly", "update_sync_day": 0, "update_sync_enabled": False,
+        "ext_auth_cache_enabled": True, "ext_auth_cache_size": 50, "ext_auth_cache_expiry": 300,
+        "recommendations": {}, "license_server": {}, "ha_reboot_vm_on_internal_shutdown": True,
+        "limit_console_sessions": False, "vm_console_idle_timeout": 0,
+        "auto_update_vm_secureboot_certificates": False, "other_config": {},
+    }
+
+
 def _generic() -> dict[str, Any]:
     return {"uuid": "", "other_config": {}}
 
@@ -198,7 +258,7 @@ FACTORIES: dict[str, Callable[[], dict[str, Any]]] = {
     "VM": _vm, "VDI": _vdi, "VBD": _vbd, "VIF": _vif, "SR": _sr, "network": _network,
     "PIF": _pif, "task": _task, "VM_guest_metrics": _guest_metrics, "VM_metrics": _vm_metrics,
     "console": _console, "session": _session, "pool_update": _pool_update, "PBD": _pbd,
-    "host_metrics": _host_metrics,
+    "host_metrics": _host_metrics, "host": _host, "pool": _pool,
 }
 
 

@@ -21,7 +21,8 @@ from ..xapi.console import open_console
 from .context import BuildContext
 
 DEFAULT_DDK_PASSWORD = "xensource"  # Citrix DDKs' baked-in root password (ddk.md §2)
-HOST_KEY_COMMAND = "cat /etc/ssh/ssh_host_rsa_key.pub"
+# XSDDKVM_SIM_ROOT is unset on a real DDK and the simulated guest's root in the simulator.
+HOST_KEY_COMMAND = 'cat "${XSDDKVM_SIM_ROOT:-}/etc/ssh/ssh_host_rsa_key.pub"'
 
 
 def ssh_fingerprint(public_key_line: str) -> str:
@@ -62,16 +63,17 @@ class FirstBoot:
                     ctx.emit(LogLine("console", line))
 
         stream = open_vm_console(ctx)
+        boot = pb.timeouts.boot
         try:
             if pb.vm.first_boot == "console":
                 password = generate_password()
-                steps = dialog.first_boot_dialog(password)
+                steps = dialog.first_boot_dialog(password, boot_timeout=boot)
             else:
                 password = Secret(
                     os.environ.get(pb.vm.default_password_env) or DEFAULT_DDK_PASSWORD
                 )
-                steps = dialog.login_dialog(password)
-            dialog.run_dialog(stream, steps, on_text=show, timeout=pb.timeouts.boot)
+                steps = dialog.login_dialog(password, boot_timeout=boot)
+            dialog.run_dialog(stream, steps, on_text=show)
             ctx.guest_password = password
             key_line = dialog.shell_command(stream, HOST_KEY_COMMAND, timeout=30).strip()
             ctx.guest_host_key = ssh_fingerprint(key_line.splitlines()[-1] if key_line else "")

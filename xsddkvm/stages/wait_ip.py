@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from typing import Optional
 
@@ -14,17 +13,6 @@ from ..guest import dialog
 from ..xapi import vm
 from .context import BuildContext
 from .first_boot import open_vm_console
-
-IP_COMMAND = "hostname -I 2>/dev/null || ip -4 -o addr show 2>/dev/null"
-_IPV4 = re.compile(r"\b(\d{1,3}(?:\.\d{1,3}){3})\b")
-
-
-def ip_from_console_output(text: str) -> Optional[str]:
-    for found in _IPV4.findall(text):
-        if not found.startswith("127.0.0.1") and all(int(p) <= 255 for p in found.split(".")):
-            return str(found)
-    return None
-
 
 class WaitForIp:
     name = "wait-ip"
@@ -71,14 +59,14 @@ class WaitForIp:
         try:
             stream = open_vm_console(ctx)
             try:
-                dialog.run_dialog(stream, dialog.login_dialog(ctx.guest_password), timeout=30)
-                output = dialog.shell_command(stream, IP_COMMAND, timeout=30)
+                dialog.run_dialog(stream, dialog.login_dialog(ctx.guest_password, boot_timeout=30))
+                addresses = dialog.read_ipv4(stream)
                 stream.write(b"exit\r")
             finally:
                 stream.close()
         except XsddkvmError:
             return None
-        return ip_from_console_output(output)
+        return addresses[0] if addresses else None
 
     def undo(self, ctx: BuildContext) -> None:
         """Nothing to undo."""

@@ -12,6 +12,7 @@ from ..errors import ImageError
 from . import failures
 from .session import XapiSession
 from .tasks import destroy_task, wait_for_task
+from .tls import TlsSettings, normalize_fingerprint
 
 CHUNK = 1 << 20
 
@@ -31,7 +32,12 @@ class _PinnedAdapter(HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         kwargs["assert_fingerprint"] = self._fingerprint
         kwargs["cert_reqs"] = "CERT_NONE"
+        kwargs["ssl_context"] = TlsSettings(insecure=True).context()  # the pin replaces the chain
         super().init_poolmanager(*args, **kwargs)
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        super().cert_verify(conn, url, False, cert)
+        conn.assert_fingerprint = self._fingerprint
 
 
 def http_session(xs: XapiSession) -> requests.Session:
@@ -42,8 +48,6 @@ def http_session(xs: XapiSession) -> requests.Session:
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         http.verify = False
     elif tls.pin_sha256:
-        from .tls import normalize_fingerprint
-
         http.mount("https://", _PinnedAdapter(normalize_fingerprint(tls.pin_sha256)))
         http.verify = False
     else:
