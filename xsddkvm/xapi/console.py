@@ -53,6 +53,12 @@ class SocketConsole:
     def close(self) -> None:
         self._sock.close()
 
+    def __enter__(self) -> SocketConsole:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def open_console(
     location: str,
