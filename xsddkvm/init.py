@@ -75,9 +75,7 @@ def _settings(opts: InitOptions) -> dict[str, Any]:
 
 
 def _comment(text: str, indent: str) -> list[str]:
-    return textwrap.wrap(
-        text, WIDTH, initial_indent=f"{indent}# ", subsequent_indent=f"{indent}# "
-    )
+    return textwrap.wrap(text, WIDTH, initial_indent=f"{indent}# ", subsequent_indent=f"{indent}# ")
 
 
 def render_playbook(opts: InitOptions) -> str:
@@ -87,7 +85,7 @@ def render_playbook(opts: InitOptions) -> str:
         f"# Build the {opts.driver} driver pack in a throwaway DDK VM:",
         f"#   xsddkvm doctor {opts.driver}.yml && xsddkvm build {opts.driver}.yml",
         "# Every key is listed with its meaning; commented keys show their defaults.",
-        "# Reference: docs/playbook.md. Values are JSON-style YAML, so quotes are safe.",
+        "# Reference: docs/playbook.md; a real host: docs/real-host.md.",
     ]
     for name, doc, cls in sections():
         lines += ["", *_comment(doc, ""), f"{name}:"]

@@ -9,10 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pycdlib
+from cli_support import json_events, leftovers, run_cli, write_playbook
 
 from xsddkvm.exit_codes import ExitCode
-
-from cli_support import json_events, leftovers, run_cli, write_playbook
 
 
 def read_iso(path: Path, name: str) -> bytes:

@@ -58,6 +58,7 @@ def test_no_dhcp_vif_means_no_ip(host, networks) -> None:
     metrics = wait_for(lambda: metrics_of(host, vm), what="guest metrics")
     assert metrics["networks"] == {}
     assert host.guests.ip_of(vm) is None
+    assert (host.guests.sandbox_of(vm) / "etc/ssh/ssh_host_rsa_key").exists()  # first boot
 
 
 def test_no_guest_tools_publishes_no_metrics(tmp_path: Path) -> None:

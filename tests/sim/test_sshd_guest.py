@@ -235,3 +235,18 @@ def test_stop_ends_sessions_and_closes_the_port(tmp_path: Path) -> None:
         assert not sshd.running
     finally:
         host.close()
+
+
+def test_stdin_the_command_does_not_read_is_discarded(guest, client) -> None:
+    host, vm, _ip = guest
+    go = host.guests.sandbox_of(vm) / "root/go"
+    # reads 10 bytes, closes its stdin, then waits for the test's signal
+    command = (
+        "head -c 10 >/dev/null; exec </dev/null; while [ ! -e go ]; do sleep 0.05; done; exit 5"
+    )
+    stdin, out, _err = client.exec_command(command, timeout=30)
+    # more than the channel window: this blocks unless the server drains the unread input
+    stdin.channel.sendall(b"x" * (4 * 1024 * 1024))
+    stdin.channel.shutdown_write()
+    go.touch()
+    assert out.channel.recv_exit_status() == 5

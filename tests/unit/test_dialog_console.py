@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from xsddkvm.errors import AuthError, ConsoleError, HostUnreachableError, TLSError
+from xsddkvm.errors import AuthError, ConsoleError, HostUnreachableError, TLSError, XsddkvmError
 from xsddkvm.guest.dialog import login_dialog, run_dialog
 from xsddkvm.secrets import Secret
 from xsddkvm.xapi.console import open_console
@@ -165,7 +165,7 @@ def test_insecure_skips_checks(server: ConsoleServer) -> None:
     ],
     indirect=["server"],
 )
-def test_refusals(server: ConsoleServer, error: type, text: str) -> None:
+def test_refusals(server: ConsoleServer, error: type[XsddkvmError], text: str) -> None:
     with pytest.raises(error, match=text) as info:
         open_console(
             f"https://127.0.0.1:{server.port}/console?uuid=x",

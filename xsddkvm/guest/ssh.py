@@ -192,7 +192,8 @@ class GuestSSH:
             elif not responders:
                 chan.shutdown_write()
             while True:
-                quiet = True
+                # sshd sends the exit status after all output: seen first, the reads drain all
+                finished, quiet = chan.exit_status_ready(), True
                 for name, ready, recv in (
                     ("stdout", chan.recv_ready, chan.recv),
                     ("stderr", chan.recv_stderr_ready, chan.recv_stderr),
@@ -200,7 +201,7 @@ class GuestSSH:
                     while ready():
                         watch.seen(out[name], out[name].feed(recv(CHUNK)))
                         quiet = False
-                if quiet and chan.exit_status_ready():
+                if finished:
                     break
                 if timeout is not None and time.monotonic() - started > timeout:
                     raise stopped(

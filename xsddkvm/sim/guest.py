@@ -17,6 +17,8 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import paramiko
+
 from . import console_wording, guest_disk, records
 from .console import Console
 from .errors import XapiError
@@ -161,6 +163,7 @@ class GuestRuntime:
             terminal = Terminal(guest.sandbox, variant, guest.console.write, guest.facts)
             guest.console.terminal = terminal
             terminal.boot()
+            host_key = guest_disk.host_key(guest.sandbox.root)  # made on first boot
         delay = float(scenario.guest.boot_seconds) + float(scenario.faults.slow_boot_seconds or 0)
         if guest.stopping.wait(delay):
             return
@@ -168,7 +171,7 @@ class GuestRuntime:
         with state.lock, guest.lock:
             if guest.stopping.is_set():
                 return
-            self._network_up(guest, publish_ips=not late)
+            self._network_up(guest, host_key, publish_ips=not late)
         with guest.lock, guest.console.input_lock:
             if guest.stopping.is_set():  # stop() may already have removed the sandbox
                 return
@@ -178,7 +181,7 @@ class GuestRuntime:
                 if not guest.stopping.is_set() and guest.metrics is not None:
                     state.update("VM_guest_metrics", guest.metrics, networks=_networks(guest))
 
-    def _network_up(self, guest: _Guest, publish_ips: bool) -> None:
+    def _network_up(self, guest: _Guest, host_key: paramiko.PKey, publish_ips: bool) -> None:
         """DHCP leases for the VM's VIFs, sshd on the first one, then the guest agent's report."""
         state, faults = self.host.state, self.host.scenario.faults
         vifs = [state.get("VIF", ref) for ref in state.get("VM", guest.vm)["VIFs"]]
@@ -187,9 +190,8 @@ class GuestRuntime:
                 continue
             ip, listener = self._allocate_ip()
             if guest.sshd is None:
-                key = guest_disk.host_key(guest.sandbox.root)
                 guest.sshd = GuestSSHServer(
-                    listener, key, guest.sandbox, int(faults.ssh_drops or 0)
+                    listener, host_key, guest.sandbox, int(faults.ssh_drops or 0)
                 )
                 guest.sshd.start()
             else:

@@ -211,16 +211,25 @@ def _session(
 
 
 def _copy_in(channel: paramiko.Channel, stdin: IO[bytes]) -> None:
-    """Client -> command stdin; the client's EOF closes the pipe."""
+    """Client -> command stdin; the client's EOF closes the pipe.
+
+    Input the command no longer reads is discarded, as sshd does, so a client still sending
+    (a tar stream to a command that failed early) gets to read the exit status.
+    """
+    sink: Optional[IO[bytes]] = stdin
     try:
         while True:
             data = channel.recv(_CHUNK)
             if not data:
                 break
-            stdin.write(data)
-            stdin.flush()
-    except (OSError, ValueError):
-        pass  # the command exited and closed its stdin, or the channel went away
+            if sink is not None:
+                try:
+                    sink.write(data)
+                    sink.flush()
+                except (BrokenPipeError, ValueError):
+                    sink = None
+    except OSError:
+        pass  # the channel went away
     finally:
         try:
             stdin.close()

@@ -14,6 +14,7 @@ from ..xapi import vm
 from .context import BuildContext
 from .first_boot import open_vm_console
 
+
 class WaitForIp:
     name = "wait-ip"
     description = "wait for the guest's IP address"
