@@ -34,8 +34,8 @@ def junit_tree(run: NightlyRun) -> ET.ElementTree:
         "skipped": "0",
         "time": f"{run.seconds:.3f}",
     }
-    root = ET.Element("testsuites", name=SUITE, **counts)
-    suite = ET.SubElement(root, "testsuite", name=SUITE, timestamp=run.started, **counts)
+    root = ET.Element("testsuites", {"name": SUITE, **counts})
+    suite = ET.SubElement(root, "testsuite", {"name": SUITE, "timestamp": run.started, **counts})
     for o in run.outcomes:
         case = ET.SubElement(
             suite, "testcase", classname="xsddkvm.nightly", name=o.url, time=f"{o.seconds:.3f}"
