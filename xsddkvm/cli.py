@@ -70,7 +70,7 @@ class Env:
 
 def report(env: Env, exc: BaseException) -> int:
     """Print an error as one paragraph (or a JSON event) and choose the exit code."""
-    if isinstance(exc, XsddkvmError):
+    if isinstance(exc, (XsddkvmError, Interrupted)):
         code = int(exc.exit_code)
         payload = exc.to_dict()
         text = exc.paragraph()
@@ -109,8 +109,8 @@ def run_command(env: Env, fn: Callable[[], Optional[int]]) -> None:
         raise
     except click.ClickException:
         raise
-    except KeyboardInterrupt:
-        code = report(env, Interrupted(signal.SIGINT))
+    except KeyboardInterrupt as exc:
+        code = report(env, exc if isinstance(exc, Interrupted) else Interrupted(signal.SIGINT))
     except BaseException as exc:  # noqa: BLE001 - the one place that turns errors into codes
         code = report(env, exc)
     sys.exit(code)

@@ -107,15 +107,18 @@ def environment_checks() -> list[Check]:
     python = Check(
         "python", PASS if ok else FAIL, f"{platform.python_version()} ({sys.executable})", fix
     )
-    return [python, *(_package(*package) for package in PACKAGES)]
+    return [python, *(check_package(*package) for package in PACKAGES)]
 
 
-def _package(module: str, dist: str, requirement: str) -> Check:
+def check_package(
+    module: str, dist: str, requirement: str, version_of: Callable[[str], str] = metadata.version
+) -> Check:
+    """``module`` importable, and for paramiko a version that still speaks to old DDKs."""
     name, fix = f"package {dist}", f"Run `pip install '{requirement}'`."
     if importlib.util.find_spec(module) is None:
         return Check(name, FAIL, "not installed", fix)
     try:
-        version = metadata.version(dist)
+        version = version_of(dist)
     except metadata.PackageNotFoundError:
         return Check(name, PASS, "importable (no version recorded)")
     if dist == "paramiko" and int(version.split(".")[0]) >= 5:

@@ -164,8 +164,12 @@ class InstallError(HostAPIError):
     kind = "install"
 
 
-class Interrupted(XsddkvmError):
-    """The user or the system asked us to stop (SIGINT or SIGTERM)."""
+class Interrupted(KeyboardInterrupt):
+    """The user or the system asked us to stop (SIGINT or SIGTERM).
+
+    A ``BaseException`` (like ``KeyboardInterrupt``) so that no ``except Exception`` on the
+    way up can swallow it; the pipeline still undoes everything in its ``finally``.
+    """
 
     kind = "interrupted"
 
@@ -174,8 +178,18 @@ class Interrupted(XsddkvmError):
 
         self.signum = signum
         name = signal.Signals(signum).name
-        super().__init__(
-            f"Stopped by {name}; everything created so far was removed.",
-            "Run the same command again when you are ready.",
-        )
+        self.message = f"Stopped by {name}; everything created so far was removed."
+        self.hint: Optional[str] = "Run the same command again when you are ready."
         self.exit_code = ExitCode.TERMINATED if name == "SIGTERM" else ExitCode.INTERRUPTED
+        super().__init__(self.message)
+
+    def paragraph(self) -> str:
+        return f"{self.message} {self.hint}"
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "exit_code": int(self.exit_code),
+            "message": self.message,
+            "hint": self.hint,
+        }

@@ -356,7 +356,9 @@ def _image_choice(ddk: CatalogEntry) -> ImageChoice:
     return ImageChoice(kind, path=path, digest=ddk.digest, label=path.name)
 
 
-def save_state(path: Path, old: dict[str, dict[str, Any]], outcomes: list[HostOutcome]) -> None:
+def save_state(
+    path: Path, old: dict[str, dict[str, Any]], outcomes: list[HostOutcome], source: str
+) -> None:
     """Rewrite the state atomically: successful hosts updated, the others left as they were."""
     hosts = dict(old)
     for o in outcomes:
@@ -366,6 +368,7 @@ def save_state(path: Path, old: dict[str, dict[str, Any]], outcomes: list[HostOu
         hosts[o.url] = {
             "fingerprint": o.fingerprint["digest"],
             "facts": facts,
+            "source": source,
             "ddk": o.ddk["digest"] or o.ddk["image"],
             "output_dir": o.output_dir,
             "artifacts": o.artifacts,
@@ -394,7 +397,7 @@ def run_nightly(
     cfg.output.mkdir(parents=True, exist_ok=True)
     write_report(run, cfg.output / "report.json")
     write_junit(run, cfg.output / "junit.xml")
-    save_state(cfg.state_path, runner.state, outcomes)
+    save_state(cfg.state_path, runner.state, outcomes, runner.source)
     emit(
         Result(
             "nightly", run.exit_code != ExitCode.NIGHTLY_FAILED, {"exit_code": int(run.exit_code)}

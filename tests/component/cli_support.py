@@ -28,7 +28,11 @@ def write_playbook(
     """The shipped hello-world playbook, aimed at ``server`` as a real host would be."""
     data = yaml.safe_load((REPO / "playbooks" / "helloworld.yml").read_text())
     data["image"] = {"source": str(image)}
-    data["host"] = {"url": server.url, "password_env": PASSWORD_ENV, "tls_fingerprint": server.fingerprint}
+    data["host"] = {
+        "url": server.url,
+        "password_env": PASSWORD_ENV,
+        "tls_fingerprint": server.fingerprint,
+    }
     data["vm"]["ssh_port"] = server.host.guests.ssh_port
     data["source"]["dir"] = str(REPO / "examples" / "helloworld")
     data["artifacts"]["output_dir"] = str(tmp_path / "out")

@@ -25,7 +25,9 @@ def read_iso(path: Path, name: str) -> bytes:
         iso.close()
 
 
-def test_build_produces_a_verified_pack_and_leaves_nothing(sim, ddk_xva: Path, tmp_path: Path) -> None:
+def test_build_produces_a_verified_pack_and_leaves_nothing(
+    sim, ddk_xva: Path, tmp_path: Path
+) -> None:
     code, stdout, _ = run_cli("build", str(write_playbook(sim, tmp_path, ddk_xva)), "--json")
     assert code == 0, stdout[-3000:]
     out = tmp_path / "out"
@@ -41,7 +43,9 @@ def test_build_produces_a_verified_pack_and_leaves_nothing(sim, ddk_xva: Path, t
     subprocess.run(["md5sum", "-c", "helloworld.iso.md5"], cwd=out, check=True, capture_output=True)
     iso = out / "helloworld.iso"
     metadata = read_iso(iso, "XS-REPOSITORY") + read_iso(iso, "XS-PACKAGES")
-    assert (out / "helloworld.metadata.md5").read_text().split()[0] == hashlib.md5(metadata).hexdigest()
+    assert (out / "helloworld.metadata.md5").read_text().split()[0] == hashlib.md5(
+        metadata
+    ).hexdigest()
     assert b"helloworld" in read_iso(iso, "XS-PACKAGES")
     manifest = json.loads((out / "manifest.json").read_text())
     assert {f["name"] for f in manifest["files"]} >= {"helloworld.iso"}
@@ -69,8 +73,12 @@ def test_failing_make_reports_target_and_cleans_up(sim, ddk_xva: Path, tmp_path:
     assert leftovers(sim) == {}
 
 
-def test_keep_vm_always_keeps_it_and_says_how_to_reach_it(sim, ddk_xva: Path, tmp_path: Path) -> None:
-    code, _, stderr = run_cli("build", str(write_playbook(sim, tmp_path, ddk_xva)), "--keep-vm", "always")
+def test_keep_vm_always_keeps_it_and_says_how_to_reach_it(
+    sim, ddk_xva: Path, tmp_path: Path
+) -> None:
+    code, _, stderr = run_cli(
+        "build", str(write_playbook(sim, tmp_path, ddk_xva)), "--keep-vm", "always"
+    )
     assert code == 0
     assert "Kept the DDK VM" in stderr
     kept = leftovers(sim)

@@ -129,8 +129,14 @@ def test_missing_image_fails_with_a_fix(project: Path) -> None:
 
 
 def test_ddk_build_mismatch_is_explained(project: Path) -> None:
-    edit(project, image={"source": "sim:8.2.1-57"})
+    """A DDK ISO, Citrix layout, one build behind the host: read in place, then compared."""
+    from xsddkvm.sim.ddk_image import make_image
+
+    make_image(project.parent / "ddk-57.iso", form="iso", build_number="57")
+    edit(project, image={"source": "ddk-57.iso"})
     code, checks, _ = doctor(str(project))
+    assert checks["tools"]["detail"].startswith("pycdlib reads the DDK .iso in place")
+    assert checks["image"]["detail"].startswith("ddk-57.iso: XenServer DDK 8.2.1-57")
     assert code == ExitCode.DOCTOR
     match = checks["ddk-match"]
     assert match["status"] == "FAIL"

@@ -58,7 +58,9 @@ def test_fault(name: str, sim: SimServer, ddk_xva: Path, tmp_path: Path) -> None
         assert leftovers(sim) == {}
 
 
-def test_wrong_password(sim: SimServer, ddk_xva: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_password(
+    sim: SimServer, ddk_xva: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pb = write_playbook(sim, tmp_path, ddk_xva)
     monkeypatch.setenv("XSDDKVM_TEST_HOST_PASSWORD", "not-the-password")
     code, _, stderr = run_cli("build", str(pb))
@@ -99,7 +101,9 @@ def test_host_unreachable(sim: SimServer, ddk_xva: Path, tmp_path: Path) -> None
     assert f"127.0.0.1:{port}" in stderr
 
 
-def test_host_is_slave_follows_the_master(ddk_xva: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_host_is_slave_follows_the_master(
+    ddk_xva: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     scenario_file = tmp_path / "pool.yml"
     scenario_file.write_text(
         yaml.safe_dump({"pool": {"hosts": [{"name": "master"}, {"name": "slave"}]}})

@@ -63,7 +63,7 @@ def prepared(sim: SimServer, pb: Playbook) -> golden.TemplateInfo:
 
 
 def test_prepare_keeps_a_tagged_template_and_nothing_else(
-    sim: SimServer, prepared: golden.TemplateInfo, ddk_xva: Path
+    sim: SimServer, pb: Playbook, prepared: golden.TemplateInfo, ddk_xva: Path
 ) -> None:
     from xsddkvm.build import image_digest
 
@@ -90,14 +90,9 @@ def test_prepare_keeps_a_tagged_template_and_nothing_else(
     key_file = keys.key_path()
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert key_file.with_name("id_rsa.pub").read_text().startswith("ssh-rsa ")
-
-
-def test_prepare_again_finds_the_template_without_importing(
-    sim: SimServer, pb: Playbook, prepared: golden.TemplateInfo
-) -> None:
+    # Preparing the same image again finds the template instead of importing.
     mark = sim.host.state.generation
-    again = golden.prepare(pb, access_to(sim), Recorder())
-    assert again == prepared
+    assert golden.prepare(pb, access_to(sim), Recorder()) == prepared
     assert import_tasks(sim, mark) == []
 
 

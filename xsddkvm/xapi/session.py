@@ -40,7 +40,11 @@ class _Transport(xmlrpc.client.SafeTransport):
         conn: http.client.HTTPConnection
         if self._https:
             conn = _PinnedHTTPSConnection(
-                chost, timeout=self._timeout, context=self._tls.context(), tls=self._tls, where=self._where
+                chost,
+                timeout=self._timeout,
+                context=self._tls.context(),
+                tls=self._tls,
+                where=self._where,
             )
         else:
             conn = http.client.HTTPConnection(chost, timeout=self._timeout)
@@ -115,12 +119,19 @@ class XapiSession:
         return XenAPI.Session(url, transport=transport)
 
     def logout(self) -> None:
-        """Log out; never raises (called from cleanup paths)."""
+        """Log out; never raises (called from cleanup paths).
+
+        Uses a fresh connection: an interrupted call can leave the old one mid-request.
+        """
         sdk, self._sdk = self._sdk, None
         if sdk is None:
             return
+        fresh = self._new_sdk(self.url)
+        fresh._session = sdk._session
+        fresh.last_login_method = sdk.last_login_method
+        fresh.last_login_params = sdk.last_login_params
         with contextlib.suppress(Exception):
-            sdk.xenapi.session.logout()
+            fresh.xenapi.session.logout()
 
     def __enter__(self) -> XapiSession:
         return self.login() if self._sdk is None else self

@@ -1,0 +1,106 @@
+"""SIGINT/SIGTERM at stage boundaries undo everything; no secret appears anywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from cli_support import PASSWORD_ENV, leftovers, write_playbook
+
+from xsddkvm.sim.server import SimServer
+
+
+def start_build(pb: Path, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "xsddkvm", "build", str(pb), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+
+
+def child_env(sim: SimServer, tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, PASSWORD_ENV: sim.password, "XDG_DATA_HOME": str(tmp_path / "xdg")}
+
+
+@pytest.mark.parametrize(
+    ("stage", "signum", "expected"),
+    [
+        ("image", signal.SIGINT, 130),
+        ("boot", signal.SIGTERM, 143),
+        ("first-boot", signal.SIGINT, 130),
+        ("push", signal.SIGTERM, 143),
+        ("build", signal.SIGINT, 130),
+        ("fetch", signal.SIGINT, 130),
+    ],
+)
+def test_signal_at_stage_start_undoes_everything(
+    stage: str, signum: int, expected: int, sim: SimServer, ddk_xva: Path, tmp_path: Path
+) -> None:
+    proc = start_build(write_playbook(sim, tmp_path, ddk_xva), child_env(sim, tmp_path))
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        event = json.loads(line)
+        if event["event"] == "stage_started" and event["stage"] == stage:
+            proc.send_signal(signum)
+            break
+    rest, _err = proc.communicate(timeout=120)
+    assert proc.returncode == expected, (lines + [rest])[-5:]
+    final = json.loads(rest.strip().splitlines()[-1])
+    assert final["event"] == "error" and final["kind"] == "interrupted"
+    assert leftovers(sim) == {}
+    out = tmp_path / "out"
+    assert not out.exists() or {p.name for p in out.iterdir()} <= {"build.log"}
+
+
+def test_no_secret_in_any_output_log_manifest_or_process_listing(
+    sim: SimServer, ddk_xva: Path, tmp_path: Path
+) -> None:
+    pb = write_playbook(sim, tmp_path, ddk_xva)
+    env = child_env(sim, tmp_path)
+    listings: list[str] = []
+    proc = start_build(pb, env)
+    stop = threading.Event()
+
+    def watch() -> None:  # every process's argv while the build runs
+        while not stop.is_set():
+            listings.append(
+                subprocess.run(["ps", "-eww", "-o", "args"], capture_output=True, text=True).stdout
+            )
+            time.sleep(0.2)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        stdout, stderr = proc.communicate(timeout=180)
+    finally:
+        stop.set()
+        watcher.join()
+    assert proc.returncode == 0, stderr[-2000:]
+    # A failing build too (its error text and log are searched as well).
+    sim.host.scenario.faults.make_fails = True
+    failed = subprocess.run(
+        [sys.executable, "-m", "xsddkvm", "build", str(pb)], capture_output=True, text=True, env=env
+    )
+    assert failed.returncode != 0
+    captured = [stdout, stderr, failed.stdout, failed.stderr, *listings]
+    for path in (tmp_path / "out").rglob("*"):
+        if path.is_file() and path.suffix != ".iso":
+            captured.append(path.read_text(errors="replace"))
+    for path in (tmp_path / "xdg").rglob("*"):
+        if path.is_file() and path.suffix not in (".xva",):
+            captured.append(path.read_text(errors="replace"))
+    everything = "\n".join(captured)
+    assert sim.password not in everything
+    assert leftovers(sim) == {}
