@@ -300,3 +300,14 @@ def host_fingerprint(url: str) -> None:
         click.echo(fetch_fingerprint(url))
 
     run_command(env, body)
+
+
+def _register_extensions() -> None:
+    """Commands defined in their own modules (first-day and fleet commands)."""
+    from . import cli_firstday, cli_fleet
+
+    cli_firstday.register(main)
+    cli_fleet.register(main)
+
+
+_register_extensions()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, ContextManager, Optional
+from typing import TYPE_CHECKING, Any, ContextManager, Optional
 
 import click
 
@@ -41,6 +41,15 @@ def _driver_name(text: str) -> str:
     return text
 
 
+def _answer(
+    ask: bool, given: Optional[str], prompt: str, default: Optional[str], **kwargs: Any
+) -> Optional[str]:
+    """The flag's value if given; else the answer to ``prompt`` on a terminal; else ``default``."""
+    if given:
+        return given
+    return str(click.prompt(prompt, default=default, **kwargs)) if ask else default
+
+
 @click.command()
 @click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--driver-name", help="Kernel module, RPM and pack name ([a-z][a-z0-9_]*).")
@@ -71,37 +80,24 @@ def init(
 
         defaults = InitOptions(driver="")
         guess = directory.resolve().name.lower().replace("-", "_")
-        name = driver_name or (
-            click.prompt(
-                "Driver name",
-                default=guess if DRIVER_NAME.match(guess) else None,
-                value_proc=_driver_name,
-            )
-            if ask
-            else None
-        )
+        suggested = guess if ask and DRIVER_NAME.match(guess) else None
+        name = _answer(ask, driver_name, "Driver name", suggested, value_proc=_driver_name)
         if not name:
-            raise click.UsageError(
-                "--driver-name is required with --no-input or without a terminal."
-            )
-        url = host_url or (
-            click.prompt("Host URL", default=defaults.host_url) if ask else defaults.host_url
-        )
+            raise click.UsageError("--driver-name is required with --no-input or no terminal.")
+        url = _answer(ask, host_url, "Host URL", defaults.host_url) or defaults.host_url
         simulated = url.startswith("sim://")
-        default_image = defaults.image if simulated else None
-        chosen_image = image or (
-            click.prompt("DDK image (.iso or .xva path)", default=default_image)
-            if ask
-            else default_image
+        chosen_image = _answer(
+            ask, image, "DDK image (.iso or .xva path)", defaults.image if simulated else None
         )
         if not chosen_image:
             raise click.UsageError("--image (the DDK .iso or .xva) is required for a real host.")
-        variable = password_env or (
-            click.prompt("Variable holding the host password", default=defaults.password_env)
-            if ask and not simulated and not password_file
-            else defaults.password_env
+        asks_password = ask and not simulated and not password_file
+        variable = _answer(
+            asks_password, password_env, "Variable holding the host password", defaults.password_env
         )
-        opts = InitOptions(name, url, chosen_image, variable, password_file, source_dir)
+        opts = InitOptions(
+            name, url, chosen_image, variable or defaults.password_env, password_file, source_dir
+        )
         for path in init_project(directory, opts):
             click.echo(f"wrote {path}")
         playbook = directory / f"{name}.yml"

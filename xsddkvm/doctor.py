@@ -229,7 +229,7 @@ def _host_checks(pb: Playbook, opener: HostOpener) -> list[Check]:
         tls = TlsSettings(pb.host.tls_fingerprint, pb.host.ca_bundle, pb.host.insecure)
         checks.append(check_host(pb.host.url, tls, min(PROBE_TIMEOUT, pb.host.timeout)))
         if checks[-1].status == FAIL:
-            return [*checks, *_offline(pb, "the host is unreachable", "credentials")]
+            return [*checks, *_offline(pb, "needs the host check to pass", "credentials")]
     try:
         with opener(pb) as (access, choice):
             if simulated:

@@ -77,6 +77,10 @@ class Requirement:
         return text
 
 
+def _major_minor(version: str) -> str:
+    return ".".join(version.split(".")[:2])
+
+
 def parse_ddk_label(label: str) -> tuple[str, str]:
     """``(product_version, build_number)`` from ``XenServer DDK 8.2.1-58``; empty if not a DDK."""
     found = DDK_LABEL.search(label)
@@ -84,7 +88,8 @@ def parse_ddk_label(label: str) -> tuple[str, str]:
 
 
 def entry_from_image(path: Path, digest: str = "", **declared: Any) -> CatalogEntry:
-    """A catalog entry for an image file: version and build from its header, unless declared."""
+    """A catalog entry for an image file: version and build from its header, the kernel the
+    release's base kernel; whatever is declared wins."""
     if path.suffix.lower() == ".iso":
         from .image.ddk_iso import open_ddk_iso
 
@@ -98,7 +103,9 @@ def entry_from_image(path: Path, digest: str = "", **declared: Any) -> CatalogEn
         if not version:  # an XVA exported by hand: fall back to the exporting host's version
             version = header.version.get("product_version", "")
             build = header.version.get("build_number", "")
-    entry = CatalogEntry(str(path), product_version=version, build_number=build, digest=digest)
+    # A DDK ships its release's kernel unless the catalog says it follows a hotfix.
+    kernel = BASE_KERNELS.get(_major_minor(version), "")
+    entry = CatalogEntry(str(path), version, build, kernel, digest=digest)
     if declared.get("updates") is not None:
         declared["updates"] = tuple(sorted(declared["updates"]))
     return dataclasses.replace(entry, **{k: v for k, v in declared.items() if v is not None})
@@ -109,7 +116,7 @@ def requirement_for(
 ) -> Requirement:
     """What DDK a pack for the host (or for the installer release) must be built in."""
     if installer:
-        base = installer_kernel or BASE_KERNELS.get(".".join(installer.split(".")[:2]), "")
+        base = installer_kernel or BASE_KERNELS.get(_major_minor(installer), "")
         return Requirement(installer, kernel=base, what=f"installer {installer}")
     return Requirement(
         fp.product_version,

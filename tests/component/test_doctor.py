@@ -98,6 +98,33 @@ def test_pinned_real_host_path(sim: SimServer, ddk_xva: Path, project: Path) -> 
     assert checks["tools"]["detail"] == "no local tools needed for a .xva image"
 
 
+def test_missing_password_fails_credentials_with_a_fix(
+    sim: SimServer, ddk_xva: Path, project: Path
+) -> None:
+    host = {"url": sim.url, "tls_fingerprint": sim.fingerprint, "password_env": "XSDDKVM_UNSET"}
+    edit(project, host=host, image={"source": str(ddk_xva)})
+    code, checks, _ = doctor(str(project))
+    assert code == ExitCode.DOCTOR
+    assert checks["host"]["status"] == "PASS"
+    assert checks["credentials"]["status"] == "FAIL"
+    assert "XSDDKVM_UNSET" in checks["credentials"]["fix"]
+    assert checks["image"]["status"] == "PASS"  # a local image is still read
+    assert checks["sr"]["status"] == "SKIP"
+
+
+def test_wrong_password_fails_credentials(
+    sim: SimServer, ddk_xva: Path, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(PASSWORD_ENV, "not-the-password")
+    host = {"url": sim.url, "tls_fingerprint": sim.fingerprint, "password_env": PASSWORD_ENV}
+    edit(project, host=host, image={"source": str(ddk_xva)})
+    code, checks, _ = doctor(str(project))
+    assert code == ExitCode.DOCTOR
+    assert checks["credentials"]["status"] == "FAIL"
+    assert "not-the-password" not in json.dumps(checks)
+    assert checks["network"]["status"] == "SKIP"
+
+
 def test_missing_source_dir_fails_with_a_fix(project: Path) -> None:
     edit(project, source={"dir": "nowhere"})
     code, checks, text = doctor(str(project), text=True)

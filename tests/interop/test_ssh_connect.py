@@ -94,7 +94,9 @@ def test_connect_retries_until_sshd_starts(tmp_path: Path, key_files: Path) -> N
 
 def test_refused_port_gives_up_with_a_guest_error() -> None:
     with pytest.raises(GuestError, match="refused the connection") as info:
-        GuestSSH.connect("127.0.0.1", free_port(), password=Secret("unused-pass-1"), connect_retry_seconds=0.3)
+        GuestSSH.connect(
+            "127.0.0.1", free_port(), password=Secret("unused-pass-1"), connect_retry_seconds=0.3
+        )
     assert "sshd" in (info.value.hint or "")
 
 

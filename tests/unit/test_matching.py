@@ -87,3 +87,11 @@ def test_entries_read_version_from_the_image_and_declared_facts_win(
     assert entry.kernel == "4.4.0+2" and entry.updates == ("A", "B")
     assert entry.digest == "ab" * 32
     assert entry_from_image(path, build_number="1").build_number == "1"
+
+
+def test_an_image_is_assumed_to_ship_its_release_kernel(tmp_path: Path) -> None:
+    from xsddkvm.sim.ddk_image import make_image
+
+    path = make_image(tmp_path / "ddk.xva", product_version="8.2.1", build_number="58")
+    assert entry_from_image(path).kernel == "4.19.0+1"
+    assert entry_from_image(path, kernel="4.19.0+2").kernel == "4.19.0+2"

@@ -43,6 +43,8 @@ HOST_KEY_ALGORITHMS = {
     "ecdsa-sha2-nistp521": ("ecdsa-sha2-nistp521",),
 }
 TAIL_LINES = 50
+EOF_GRACE = 2.0
+POLL_SECONDS = 0.02
 ERROR_LINES = 20
 CHUNK = 64 * 1024
 StdinSource = Union[bytes, IO[bytes]]
@@ -191,9 +193,17 @@ class GuestSSH:
                 feeder.start()
             elif not responders:
                 chan.shutdown_write()
+            exited: Optional[float] = None
             while True:
-                # sshd sends the exit status after all output: seen first, the reads drain all
-                finished, quiet = chan.exit_status_ready(), True
+                # sshd may send the exit status before the last output it still has in the
+                # pipes (session.c session_close_by_pid): done at EOF, or soon after the exit
+                # if a background child keeps the pipes open.
+                if exited is None and chan.exit_status_ready():
+                    exited = time.monotonic()
+                finished = exited is not None and (
+                    chan.eof_received or chan.closed or time.monotonic() - exited > EOF_GRACE
+                )
+                quiet = True
                 for name, ready, recv in (
                     ("stdout", chan.recv_ready, chan.recv),
                     ("stderr", chan.recv_stderr_ready, chan.recv_stderr),
@@ -215,8 +225,8 @@ class GuestSSH:
                         "Add a responder in the playbook's build.responders, or make the "
                         "command non-interactive (--batch, -y, yes |).",
                     )
-                if quiet:  # the exit status ends this wait at once; new data within 50 ms
-                    chan.status_event.wait(0.05)
+                if quiet:
+                    time.sleep(POLL_SECONDS)  # paramiko has no event for "data or EOF"
             for splitter in out.values():
                 splitter.flush()
             status = chan.recv_exit_status()
