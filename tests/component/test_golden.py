@@ -11,8 +11,6 @@ from cli_support import PASSWORD_ENV, leftovers, run_cli, write_playbook
 
 from xsddkvm import golden, keys
 from xsddkvm.build import HostAccess
-from xsddkvm.cli import main
-from xsddkvm.cli_fleet import register
 from xsddkvm.config import Playbook, load_playbook
 from xsddkvm.errors import AuthError, ConfigError
 from xsddkvm.events import LogLine, Recorder
@@ -29,8 +27,6 @@ from xsddkvm.stages.pipeline import run_stages
 from xsddkvm.stages.wait_ip import WaitForIp
 from xsddkvm.xapi.tls import TlsSettings
 from xsddkvm.xapi.vm import BuildIdentity
-
-register(main)
 
 
 def access_to(server: SimServer) -> HostAccess:

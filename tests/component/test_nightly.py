@@ -11,19 +11,15 @@ from typing import Any, Callable
 
 import pytest
 import yaml
-from cli_support import PASSWORD_ENV, leftovers, run_cli, write_playbook
+from cli_support import PASSWORD_ENV, REPO, leftovers, run_cli, write_playbook
 from test_golden import import_tasks
 
-from xsddkvm.cli import main
-from xsddkvm.cli_fleet import register
 from xsddkvm.errors import ConfigError
 from xsddkvm.events import Recorder
 from xsddkvm.exit_codes import ExitCode
 from xsddkvm.nightly import load_config, run_nightly
 from xsddkvm.sim.scenario import default_scenario
 from xsddkvm.sim.server import SimServer
-
-register(main)
 
 
 @pytest.fixture(scope="session")
@@ -185,6 +181,25 @@ def test_an_unreachable_host_does_not_stop_the_others(
     assert len(cases) == 3
     assert [c.name for c in cases if not c.is_passed] == [dead]
     assert leftovers(a) == {}
+
+
+def test_host_info_prints_the_fingerprint(servers: Callable[[], SimServer]) -> None:
+    a = servers()
+    a.host.apply_hotfix(update_name="XS82E020")
+    pin = ["--password-env", PASSWORD_ENV, "--tls-fingerprint", a.fingerprint]
+    code, stdout, _ = run_cli("host", "info", a.url, *pin, "--json")
+    assert code == ExitCode.OK
+    info = json.loads(stdout)
+    assert (info["url"], info["build_number"], info["linux"]) == (a.url, "58", "4.19.0+1")
+    assert info["updates"] == ["XS82E020"] and len(info["digest"]) == 16
+    code, stdout, _ = run_cli("host", "info", "sim://default")
+    assert code == ExitCode.OK and "linux: 4.19.0+1" in stdout and "updates: none" in stdout
+
+
+def test_the_example_config_is_valid() -> None:
+    cfg = load_config(REPO / "playbooks" / "nightly.yml")
+    assert cfg.concurrency == 4 and len(cfg.hosts) == 2
+    assert cfg.resolve(cfg.playbook) == REPO / "playbooks" / "helloworld.yml"
 
 
 def test_config_errors_name_the_file_and_key(tmp_path: Path) -> None:

@@ -87,7 +87,8 @@ def guest_files(ident: DdkIdentity) -> Iterator[tuple[str, bytes, int]]:
     files: dict[str, tuple[bytes, int]] = {}
     for layer in ["base", "update"] if ident.updates else ["base"]:
         top = FILES / layer
-        for path in sorted(p for p in top.rglob("*") if p.is_file()):
+        # pip byte-compiles the guest's Python scripts on install: those caches are not guest files.
+        for path in sorted(p for p in top.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
             content = ident.fill(path.read_text()).encode()
             mode = 0o755 if content.startswith(b"#!") else 0o644
             files[ident.fill(path.relative_to(top).as_posix())] = (content, mode)
