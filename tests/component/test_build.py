@@ -84,3 +84,18 @@ def test_keep_vm_always_keeps_it_and_says_how_to_reach_it(
     kept = leftovers(sim)
     assert len(kept.get("VM", [])) == 1
     assert kept["VM"][0]["power_state"] == "Running"
+
+
+def test_build_from_a_ddk_iso_as_citrix_ships_it(sim, tmp_path: Path) -> None:
+    from xsddkvm.sim.ddk_image import make_image
+
+    iso = make_image(tmp_path / "XenServer-8.2.1-DDK.iso", form="iso", chunk_size=1 << 20)
+    code, _, stderr = run_cli("build", str(write_playbook(sim, tmp_path, iso)))
+    assert code == 0, stderr[-2000:]
+    subprocess.run(
+        ["md5sum", "-c", "helloworld.iso.md5"],
+        cwd=tmp_path / "out",
+        check=True,
+        capture_output=True,
+    )
+    assert leftovers(sim) == {}
