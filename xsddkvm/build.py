@@ -12,6 +12,7 @@ from typing import Any, Callable, ContextManager, Optional
 from .config import Playbook
 from .errors import ArtifactError, ConfigError, ImageError
 from .events import EventSink, Result
+from .golden import warm_stages
 from .secrets import Secret
 from .stages.boot import Boot
 from .stages.build import RunBuild
@@ -148,7 +149,7 @@ def build(
         guest_ssh_port=access.guest_ssh_port,
         signals_deferred=signals_deferred,
     )
-    run_stages([stage() for stage in STAGES], ctx)
+    run_stages([stage() for stage in warm_stages(STAGES)], ctx)
     from .stages.fetch import manifest
 
     result = manifest(ctx)

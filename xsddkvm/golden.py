@@ -202,8 +202,8 @@ class ReadIdentity:
         ctx.ddk["kernel_package"] = self._kernel_package(ctx)
 
     def _kernel_package(self, ctx: BuildContext) -> str:
-        packages = sorted(x.strip() for x in ctx.ssh.run(KERNEL_PACKAGE_COMMAND, check=False)
-                          .stdout_tail if x.strip().startswith("kernel"))  # fmt: skip
+        listed = ctx.ssh.run(KERNEL_PACKAGE_COMMAND, check=False).stdout_tail
+        packages = sorted(x.strip() for x in listed if x.strip().startswith("kernel"))
         if packages:
             return packages[-1]
         sim = ctx.ssh.run(SIM_IDENTITY_COMMAND, check=False)
@@ -225,6 +225,7 @@ class SealTemplate:
         assert ctx.vm is not None
         ctx.ssh.close()
         ctx.ssh = None
+        # A clean shutdown, so the guest flushes its disk (and the ~/.ssh we wrote) first.
         with ctx.xs.doing("shutting the DDK down cleanly"):
             task = ctx.xs.api.Async.VM.clean_shutdown(ctx.vm)
         try:
@@ -243,6 +244,8 @@ class SealTemplate:
             ctx.xs.api.VM.set_name_description(
                 ctx.vm, f"Prepared by xsddkvm {__version__} from {ctx.image.label}."
             )
+        # make_into_template needs Halted; a template still accepts other_config changes and
+        # destroy (xapi-records.md §4.1-4.2, ocaml/xapi/xapi_vm_lifecycle.ml).
         with ctx.xs.doing("making the DDK a template"):
             ctx.xs.api.VM.set_is_a_template(ctx.vm, True)
         _retag(ctx.xs, "VM", ctx.vm, self.tags(ctx))

@@ -176,3 +176,22 @@ def test_cli_lists_and_removes_templates(sim: SimServer, prepared: golden.Templa
     assert leftovers(sim) == {}
     with access_to(sim).session() as xs, pytest.raises(ConfigError, match="does not exist"):
         golden.remove(xs, prepared.uuid)
+
+
+def test_cli_warm_build_skips_import_and_fresh_forces_it(
+    sim: SimServer, prepared: golden.TemplateInfo, ddk_xva: Path, tmp_path: Path
+) -> None:
+    playbook = write_playbook(sim, tmp_path, ddk_xva)
+    mark = sim.host.state.generation
+    code, stdout, stderr = run_cli("build", str(playbook), "--json")
+    assert code == 0, stderr[-2000:]
+    assert import_tasks(sim, mark) == []
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["ddk"]["golden_template"] is True
+    started = [json.loads(line).get("stage") for line in stdout.splitlines()]
+    assert "first-boot" in started  # the warm variant, which never opens the console
+    mark = sim.host.state.generation
+    code, _, stderr = run_cli("build", str(playbook), "--fresh")
+    assert code == 0, stderr[-2000:]
+    assert import_tasks(sim, mark) != []
+    assert [vm["uuid"] for vm in leftovers(sim)["VM"]] == [prepared.uuid]

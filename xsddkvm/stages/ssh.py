@@ -6,6 +6,7 @@ import time
 
 from ..events import Waiting
 from ..guest.ssh import GuestSSH
+from ..keys import load_key
 from ..secrets import generate_password
 from .context import BuildContext
 
@@ -23,6 +24,7 @@ class SshConnect:
             port=ctx.ssh_port,
             username="root",
             password=ctx.guest_password,
+            pkey=load_key() if ctx.guest_password is None else None,
             expected_host_key=ctx.guest_host_key,
             timeout=30,
             connect_retry_seconds=ctx.playbook.timeouts.ssh,
