@@ -8,6 +8,9 @@ import threading
 
 _known: set[str] = set()
 _lock = threading.Lock()
+# Shorter values are not registered for redaction: replacing every "ab" in every message
+# would destroy the text and hide nothing (such a password is guessable anyway).
+MIN_REDACTED_LENGTH = 4
 
 
 class Secret:
@@ -17,7 +20,7 @@ class Secret:
 
     def __init__(self, value: str) -> None:
         self._value = value
-        if value:
+        if len(value) >= MIN_REDACTED_LENGTH:
             with _lock:
                 _known.add(value)
 

@@ -2,40 +2,61 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator, Optional
 
-from ..errors import ImageError
+from ..errors import StorageError
 from ..events import ObjectCreated, ObjectRemoved, Progress
 from ..xapi import imports, vm
-from .context import BuildContext
+from .context import BuildContext, ImageChoice
 
 
-def open_image_stream(ctx: BuildContext) -> Any:
-    """A fresh, sized XVA stream for the chosen image (current XVA, or a DDK ISO converted)."""
-    choice = ctx.image
+@contextlib.contextmanager
+def image_streams(choice: ImageChoice) -> Iterator[Callable[[], Any]]:
+    """A factory of fresh, sized XVA streams for the chosen image, valid inside the block.
+
+    A DDK ISO stays open (read in place, converted on the fly) until the block ends.
+    """
     assert choice.path is not None
     if choice.kind == "iso":
         from ..image.ddk_iso import open_ddk_iso
 
-        return open_ddk_iso(choice.path).to_xva()
-    return _FileStream(choice.path)
+        with open_ddk_iso(choice.path) as iso:
+            yield iso.to_xva
+        return
+    opened: list[_FileStream] = []
+
+    def fresh() -> _FileStream:
+        opened.append(_FileStream(choice.path))  # type: ignore[arg-type]
+        return opened[-1]
+
+    try:
+        yield fresh
+    finally:
+        for stream in opened:
+            stream.close()
 
 
 class _FileStream:
     """An XVA file as a sized stream (read in place, never loaded)."""
 
-    def __init__(self, path: Any) -> None:
-        self._file = open(path, "rb")  # noqa: SIM115 - closed at EOF
+    def __init__(self, path: Path) -> None:
+        self._path = path
         self._size = path.stat().st_size
+        self._file: Optional[BinaryIO] = None
 
     def __len__(self) -> int:
         return self._size
 
     def read(self, n: int = -1) -> bytes:
-        data = self._file.read(n)
-        if not data:
+        if self._file is None:
+            self._file = open(self._path, "rb")  # noqa: SIM115 - closed by close()
+        return self._file.read(n)
+
+    def close(self) -> None:
+        if self._file is not None:
             self._file.close()
-        return data
 
 
 class ProvisionVm:
@@ -75,29 +96,24 @@ class ProvisionVm:
 
     def _import(self, ctx: BuildContext, sr: str) -> None:
         label = ctx.image.label or str(ctx.image.path)
-        size = len(open_image_stream(ctx))
-        free = vm.sr_free_bytes(ctx.xs, sr)
-        if free < size:
-            from ..errors import StorageError
-
-            raise StorageError(
-                f"The SR on {ctx.xs.host_label} has {free // 2**20} MiB free but the DDK image "
-                f"{label} needs about {size // 2**20} MiB.",
-                "Free space on that SR, or choose another one with vm.sr in the playbook.",
-                code="SR_FULL",
-                params=[str(size), str(free)],
+        with image_streams(ctx.image) as fresh_stream:
+            size = len(fresh_stream())
+            free = vm.sr_free_bytes(ctx.xs, sr)
+            if free < size:
+                raise StorageError(
+                    f"The SR on {ctx.xs.host_label} has {free // 2**20} MiB free but the DDK "
+                    f"image {label} needs about {size // 2**20} MiB.",
+                    "Free space on that SR, or choose another one with vm.sr in the playbook.",
+                    code="SR_FULL",
+                    params=[str(size), str(free)],
+                )
+            ref = imports.import_vm(
+                ctx.xs,
+                fresh_stream,
+                sr=sr,
+                timeout=ctx.playbook.timeouts.import_,
+                on_progress=lambda done, total: ctx.emit(Progress("upload", done, total)),
             )
-
-        def progress(done: int, total: int) -> None:
-            ctx.emit(Progress("upload", done, total))
-
-        ref = imports.import_vm(
-            ctx.xs,
-            lambda: open_image_stream(ctx),
-            sr=sr,
-            timeout=ctx.playbook.timeouts.import_,
-            on_progress=progress,
-        )
         ctx.vm = ref
         vm.tag(ctx.xs, "VM", ref, ctx.identity.tags())
         ctx.emit(ObjectCreated("VM", ref, label))
@@ -113,13 +129,3 @@ class ProvisionVm:
         for vdi in vdis:
             ctx.emit(ObjectRemoved("VDI", vdi))
         ctx.vm = None
-
-
-def check_image_readable(ctx: BuildContext) -> None:
-    """Fail early, before touching the host, when the image cannot be read."""
-    if ctx.image.kind == "template":
-        return
-    try:
-        len(open_image_stream(ctx))
-    except OSError as exc:
-        raise ImageError(f"Cannot read the DDK image {ctx.image.path}: {exc}.") from None
