@@ -1,7 +1,7 @@
 """``init``: a commented playbook for a new driver and, if its source tree is missing, a skeleton
 in the shape of the DDK's driver example, so a partner's first build works as written.
 
-The skeleton ships as package data under ``xsddkvm/templates/driver/``; ``@NAME@`` in file names
+The skeleton ships as package data under ``xsddkvm/templates/helloworld/`` (the example the shipped playbook builds); ``helloworld`` in file names
 and contents stands for the driver name.
 """
 
@@ -22,7 +22,7 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     from importlib.abc import Traversable
 
-PLACEHOLDER = "@NAME@"
+PLACEHOLDER = "helloworld"  # the shipped example, renamed throughout
 DRIVER_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
 WIDTH = 100
 
@@ -100,7 +100,7 @@ def render_playbook(opts: InitOptions) -> str:
 
 
 def _templates() -> Traversable:
-    return resources.files("xsddkvm") / "templates" / "driver"
+    return resources.files("xsddkvm") / "templates" / "helloworld"
 
 
 def skeleton(driver: str) -> dict[str, str]:

@@ -34,7 +34,7 @@ def write_playbook(
         "tls_fingerprint": server.fingerprint,
     }
     data["vm"]["ssh_port"] = server.host.guests.ssh_port
-    data["source"]["dir"] = str(REPO / "examples" / "helloworld")
+    data["source"]["dir"] = str(REPO / "xsddkvm" / "templates" / "helloworld")
     data["artifacts"]["output_dir"] = str(tmp_path / "out")
     data["timeouts"] = {"boot": 60, "ip": 30, "ssh": 30, "build": 120, "import": 120}
     for name, values in sections.items():

@@ -24,7 +24,7 @@ def test_shipped_playbook_loads_with_defaults() -> None:
     assert pb.host.url == "sim://default"
     assert pb.build.targets == ["build-srctarballs", "build-iso"]
     assert pb.timeouts.import_ == 3600.0
-    assert pb.resolve(pb.source.dir) == REPO / "examples" / "helloworld"
+    assert pb.resolve(pb.source.dir) == REPO / "xsddkvm" / "templates" / "helloworld"
 
 
 @pytest.mark.parametrize(

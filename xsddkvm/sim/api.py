@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from . import wire
+from .api_control import ControlMessages
 from .api_devices import DeviceMessages
 from .api_generic import CLASSES, generic_message
 from .api_tasks import TaskEventMessages
@@ -66,7 +67,7 @@ class Api:
             "host.get_management_interface": self.get_management_interface,
         }
         for group in (VmMessages(host), DeviceMessages(host), TaskEventMessages(host),
-                      UpdateMessages(host)):  # fmt: skip
+                      UpdateMessages(host), ControlMessages(host)):  # fmt: skip
             explicit.update(group.messages())
         self.explicit = {
             name: Message(
