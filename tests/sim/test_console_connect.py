@@ -10,7 +10,7 @@ from typing import Any
 import paramiko
 import pytest
 import XenAPI
-from test_guest_support import add_vm, wait_for
+from guest_support import add_vm, wait_for
 
 OK_200 = b"HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nCache-Control: no-cache, no-store\r\n\r\n"
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from test_guest_support import PASSWORD, SALT, ddk_files
+from guest_support import PASSWORD, SALT, ddk_files
 
 from xsddkvm.sim import console_wording
 from xsddkvm.sim.console import SCREEN_BYTES, Console

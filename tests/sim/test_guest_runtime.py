@@ -9,7 +9,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from test_guest_support import add_vm, ddk_files, metrics_of, new_host, tar_bytes, wait_for
+from guest_support import add_vm, ddk_files, metrics_of, new_host, tar_bytes, wait_for
 
 from xsddkvm.sim.ddk_image import DdkIdentity, write_guest_disk
 from xsddkvm.sim.sandbox import Sandbox

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
-from test_guest_support import PASSWORD, add_vm, new_host, wait_for
+from guest_support import PASSWORD, add_vm, new_host, wait_for
 
 SHA1_KEX = ("diffie-hellman-group14-sha1", "diffie-hellman-group-exchange-sha1")
 MODERN_KEX = (
