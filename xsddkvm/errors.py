@@ -18,9 +18,17 @@ class XsddkvmError(Exception):
     exit_code: ExitCode = ExitCode.INTERNAL
     kind = "error"
 
-    def __init__(self, message: str, hint: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        hint: Optional[str] = None,
+        code: str = "",
+        params: Sequence[str] = (),
+    ) -> None:
         self.message = redact(message)
         self.hint = redact(hint) if hint else None
+        self.code = code  # the host's XenAPI error code, when a host failure caused this
+        self.params = [redact(str(p)) for p in params]
         super().__init__(self.message)
 
     def paragraph(self) -> str:
@@ -28,12 +36,15 @@ class XsddkvmError(Exception):
         return f"{self.message} {self.hint}" if self.hint else self.message
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "kind": self.kind,
             "exit_code": int(self.exit_code),
             "message": self.message,
             "hint": self.hint,
         }
+        if self.code:
+            data.update(xapi_code=self.code, xapi_params=self.params)
+        return data
 
 
 class ConfigError(XsddkvmError):
@@ -63,20 +74,6 @@ class HostAPIError(XsddkvmError):
 
     exit_code = ExitCode.HOST_API
     kind = "host-api"
-
-    def __init__(
-        self,
-        message: str,
-        hint: Optional[str] = None,
-        code: str = "",
-        params: Sequence[str] = (),
-    ) -> None:
-        super().__init__(message, hint)
-        self.code = code
-        self.params = [redact(str(p)) for p in params]
-
-    def to_dict(self) -> dict[str, object]:
-        return {**super().to_dict(), "xapi_code": self.code, "xapi_params": self.params}
 
 
 class StorageError(HostAPIError):
@@ -187,9 +184,10 @@ class Interrupted(KeyboardInterrupt):
         return f"{self.message} {self.hint}"
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "kind": self.kind,
             "exit_code": int(self.exit_code),
             "message": self.message,
             "hint": self.hint,
         }
+        return data

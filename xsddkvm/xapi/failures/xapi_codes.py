@@ -1,8 +1,4 @@
-"""XenAPI failure codes and socket/HTTP/TLS failures, explained in the user's terms.
-
-Two data tables (``FAILURES`` by XenAPI code, ``TRANSPORT`` by kind of connection failure) say
-what happened, the likely cause and what to run next; ``explain_failure`` and
-``explain_transport`` build the error, ``render_markdown`` renders docs/troubleshooting.md.
+"""XenAPI failure codes, explained: one table entry per code, and ``explain_failure``.
 
 Codes: xapi-project/xen-api ocaml/xapi-consts/api_errors.ml; parameter layouts:
 ocaml/idl/datamodel_errors.ml, or the raise site where it differs (cited per group).
@@ -10,71 +6,17 @@ ocaml/idl/datamodel_errors.ml, or the raise site where it differs (cited per gro
 
 from __future__ import annotations
 
-import dataclasses
-import errno
-import http.client
-import re
-import socket
-import ssl
-import xmlrpc.client
 from typing import Mapping, Optional, Sequence
-from urllib.parse import urlsplit
 
-import requests
-
-from ..errors import (
+from ...errors import (
     AuthError,
     HostAPIError,
-    HostUnreachableError,
     ImageError,
     InstallError,
     StorageError,
-    TLSError,
     XsddkvmError,
 )
-from ..secrets import redact
-
-_MAX_PARAM_CHARS = 160  # keeps a paragraph readable when the host sends a whole log as a param
-
-
-@dataclasses.dataclass(frozen=True)
-class Explanation:
-    """What one failure means. Templates use ``{param}`` names, ``{host}`` and ``{action}``."""
-
-    code: str
-    params: tuple[str, ...]
-    error: type[XsddkvmError]
-    what: str
-    cause: str
-    hint: str
-
-
-class _CodedError(XsddkvmError):
-    """Carries the host's ErrorDescription on an error class that is not a HostAPIError."""
-
-    def __init__(
-        self, message: str, hint: Optional[str] = None, code: str = "", params: Sequence[str] = ()
-    ) -> None:
-        super().__init__(message, hint)
-        self.code = code
-        self.params = [redact(str(p)) for p in params]
-
-    def to_dict(self) -> dict[str, object]:
-        return {**super().to_dict(), "xapi_code": self.code, "xapi_params": self.params}
-
-
-class XapiAuthError(_CodedError, AuthError):
-    """AuthError raised for a XenAPI code; exit code and kind are AuthError's."""
-
-
-class XapiImageError(_CodedError, ImageError):
-    """ImageError raised for a XenAPI IMPORT_* code; exit code and kind are ImageError's."""
-
-
-_CODED: dict[type[XsddkvmError], type[_CodedError]] = {
-    AuthError: XapiAuthError,
-    ImageError: XapiImageError,
-}
+from .text import Explanation, build, fill, param_text, scrub
 
 _GC = "`xsddkvm gc https://{host} --dry-run`"
 _GC_RUN = "`xsddkvm gc https://{host}`"
@@ -380,16 +322,16 @@ def explain_failure(details: Sequence[str], *, host: str, action: str) -> Xsddkv
     entry = lookup(code)
     values = {"host": scrub(host), "action": scrub(action), "code": code or "an empty error"}
     if entry is None:
-        values["shown"] = ", ".join(_param_text(p) for p in params) or "no parameters"
-        message = _fill("While {action}, {host} reported {code} ({shown}).", values)
+        values["shown"] = ", ".join(param_text(p) for p in params) or "no parameters"
+        message = fill("While {action}, {host} reported {code} ({shown}).", values)
         search = "Search for {code} in the XenServer documentation, or run" if code else "Run"
-        hint = _fill(f"{search} `xsddkvm doctor PLAYBOOK` to check the host and playbook.", values)
+        hint = fill(f"{search} `xsddkvm doctor PLAYBOOK` to check the host and playbook.", values)
         return HostAPIError(message, hint, code=code, params=params)
-    values.update(zip(entry.params, (_param_text(p) for p in params)))
-    message = _fill(
+    values.update(zip(entry.params, (param_text(p) for p in params)))
+    message = fill(
         f"While {{action}}, {{host}} reported {{code}}: {entry.what} {entry.cause}", values
     )
-    return _build(entry.error, message, _fill(entry.hint, values), code, params)
+    return build(entry.error, message, fill(entry.hint, values), code, params)
 
 
 def _hide_session_refs(code: str, params: list[str]) -> list[str]:
@@ -400,248 +342,3 @@ def _hide_session_refs(code: str, params: list[str]) -> list[str]:
     if code == "HANDLE_INVALID" and params[:1] == ["session"]:
         return params[:1] + ["***" for _ in params[1:]]
     return params
-
-
-def _build(
-    cls: type[XsddkvmError], message: str, hint: str, code: str, params: Sequence[str]
-) -> XsddkvmError:
-    if issubclass(cls, HostAPIError):
-        return cls(message, hint, code=code, params=params)
-    if cls in _CODED:
-        return _CODED[cls](message, hint, code=code, params=params)
-    return cls(message, hint)
-
-
-# -- transport -------------------------------------------------------------------------------
-_HOST_INFO = "`xsddkvm host info {url}`"
-
-# fmt: off
-TRANSPORT: Mapping[str, Explanation] = {
-    "dns": Explanation("socket.gaierror", (), HostUnreachableError,
-        "the host name {hostname} in {url} could not be resolved.",
-        "The name is misspelt, or this machine's DNS does not know it.",
-        "Check the spelling of `host.url` or your DNS (`getent hosts {hostname}`)."),
-    "refused": Explanation("ConnectionRefusedError", (), HostUnreachableError,
-        "{hostname} refused the connection on port {port}.",
-        "Nothing listens there: the toolstack (xapi) is down, or the port in the URL is wrong.",
-        "Check the port in `host.url`; on the host, `xe-toolstack-restart` restarts the toolstack. "
-        f"Then try {_HOST_INFO}."),
-    "timeout": Explanation("TimeoutError, socket.timeout, requests Timeout", (),
-        HostUnreachableError, "{url} did not answer in time.",
-        "The host is down or overloaded, or a firewall drops the traffic.",
-        f"Check that the host is up and port {{port}} is open from here, then try {_HOST_INFO}."),
-    "unreachable": Explanation("OSError, requests ConnectionError", (), HostUnreachableError,
-        "{url} could not be reached ({detail}).",
-        "The host is off, or a network or VPN between here and the host is down.",
-        "Check the address in `host.url` and your network (`ping {hostname}`)."),
-    "tls-untrusted": Explanation("ssl.SSLCertVerificationError", (), TLSError,
-        "the certificate of {url} is not signed by a CA this machine trusts ({detail}).",
-        "XenServer hosts use a self-signed certificate unless an administrator installed one.",
-        "Check the fingerprint with `xsddkvm host fingerprint {url}` and pin it in "
-        "`host.tls_fingerprint`, or pass `--insecure` (not recommended)."),
-    "tls": Explanation("ssl.SSLError, requests SSLError", (), TLSError,
-        "the secure (TLS) connection to {url} failed ({detail}).",
-        "The port may not speak HTTPS, or the host offers only protocols this machine refuses.",
-        "Check the scheme (https://) and port in `host.url`, then try "
-        "`xsddkvm host fingerprint {url}`."),
-    "reset": Explanation("ConnectionResetError, BrokenPipeError", (), HostUnreachableError,
-        "{url} closed the connection ({detail}).",
-        "The toolstack restarted, a proxy or firewall cut the connection, or the port expects "
-        "another protocol.",
-        f"Check the scheme and port in `host.url`, then run the command again or {_HOST_INFO}."),
-    "http-status": Explanation("xmlrpc.client.ProtocolError", (), HostUnreachableError,
-        "{url} answered HTTP {status} {reason} instead of a XenAPI reply.",
-        "Is this a XenServer host? A web server or proxy answered, or the URL has a wrong path.",
-        "Set `host.url` to the host itself, for example https://xs1.example.com with no path."),
-    "bad-http": Explanation("http.client.HTTPException", (), HostUnreachableError,
-        "{url} did not answer with valid HTTP ({detail}).",
-        "Something other than a XenServer host listens on that port.",
-        f"Check the address and port in `host.url`, then try {_HOST_INFO}."),
-    "not-xenapi": Explanation("TypeError: can only concatenate str (XenAPI.py)", (),
-        HostUnreachableError, "{url} answered, but it is not a XenAPI endpoint.",
-        "Another web or XML-RPC service listens there.",
-        f"Set `host.url` to the XenServer host's address and check it with {_HOST_INFO}."),
-    "fault": Explanation("xmlrpc.client.Fault", (), HostAPIError,
-        "{url} returned XML-RPC fault {status}: {detail}.",
-        "The XenAPI library gives up when the host rejects three fresh logins in a row.",
-        f"Run the command again; if it repeats, check the host with {_HOST_INFO}."),
-    "other": Explanation("any other exception", (), HostUnreachableError,
-        "talking to {url} failed with {type}: {detail}.",
-        "xsddkvm did not expect this failure.",
-        "Run `xsddkvm doctor PLAYBOOK`, and report this message if it happens again."),
-}
-# fmt: on
-
-_UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
-
-
-def explain_transport(exc: BaseException, *, url: str, action: str) -> XsddkvmError:
-    """The error for a socket/HTTP/TLS failure at the XenAPI or requests boundary."""
-    kind, cause = _classify_chain(exc)
-    entry = TRANSPORT[kind]
-    clean = scrub(url)
-    try:
-        parts = urlsplit(clean)
-        hostname = parts.hostname or clean
-        port = str(parts.port or (80 if parts.scheme == "http" else 443))
-    except ValueError:
-        hostname, port = clean, "443"
-    values = {
-        "url": clean,
-        "action": scrub(action),
-        "hostname": hostname,
-        "port": port,
-        "type": f"{type(cause).__module__}.{type(cause).__qualname__}".replace("builtins.", ""),
-        "detail": _param_text(_detail(cause)),
-        "status": "",
-        "reason": "",
-    }
-    if isinstance(cause, xmlrpc.client.ProtocolError):
-        values.update(status=str(cause.errcode), reason=_param_text(cause.errmsg))
-    elif isinstance(cause, xmlrpc.client.Fault):
-        values.update(status=str(cause.faultCode), detail=_param_text(str(cause.faultString)))
-    message = _fill(f"While {{action}}, {entry.what} {entry.cause}", values)
-    return _build(entry.error, message, _fill(entry.hint, values), "", ())
-
-
-def _classify_chain(exc: BaseException) -> tuple[str, BaseException]:
-    """The first specific failure in the exception chain, else the kind of a requests wrapper."""
-    chain = _chain(exc)
-    for link in chain:
-        kind = _classify(link)
-        if kind:
-            return kind, link
-    for link in chain:
-        if isinstance(link, requests.exceptions.SSLError):
-            return "tls", link
-        if isinstance(link, requests.exceptions.Timeout):
-            return "timeout", link
-        if isinstance(link, requests.exceptions.ConnectionError):
-            return "unreachable", link
-    return "other", exc
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    # requests and urllib3 wrap the socket error: requests.ConnectionError(MaxRetryError) whose
-    # .reason is NewConnectionError, raised "from" the ConnectionRefusedError; walk all of it.
-    seen: set[int] = set()
-    out: list[BaseException] = []
-    todo = [exc]
-    while todo and len(out) < 16:
-        link = todo.pop(0)
-        if id(link) in seen:
-            continue
-        seen.add(id(link))
-        out.append(link)
-        nested = [link.__cause__, link.__context__, getattr(link, "reason", None), *link.args]
-        todo.extend(n for n in nested if isinstance(n, BaseException))
-    return out
-
-
-def _classify(exc: BaseException) -> Optional[str]:
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return "tls-untrusted"
-    if isinstance(exc, ssl.SSLError):
-        return "tls"
-    if isinstance(exc, socket.gaierror):
-        return "dns"
-    if isinstance(exc, ConnectionRefusedError):
-        return "refused"
-    if isinstance(exc, (ConnectionResetError, BrokenPipeError, ConnectionAbortedError)):
-        return "reset"
-    if isinstance(exc, (TimeoutError, socket.timeout)):
-        return "timeout"
-    if isinstance(exc, OSError) and exc.errno in _UNREACHABLE_ERRNOS:
-        return "unreachable"
-    if isinstance(exc, xmlrpc.client.ProtocolError):
-        return "http-status"
-    if isinstance(exc, xmlrpc.client.Fault):
-        # XenAPI.py _parse_result: a reply without "Status" from a non-XAPI server.
-        return "not-xenapi" if "Missing Status" in str(exc.faultString) else "fault"
-    if isinstance(exc, TypeError) and "can only concatenate str" in str(exc):
-        return "not-xenapi"  # XenAPI.py bug on that same path (env-probe.md section 1)
-    if isinstance(exc, http.client.HTTPException):
-        return "bad-http"
-    return None
-
-
-def _detail(exc: BaseException) -> str:
-    # _ssl sets verify_message and reason on handshake errors only; others may lack them.
-    for attribute in ("verify_message", "reason"):
-        value = getattr(exc, attribute, None) if isinstance(exc, ssl.SSLError) else None
-        if value:
-            return str(value)
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
-
-
-# -- text helpers ----------------------------------------------------------------------------
-_SESSION_ID = re.compile(r"([?&;]?)session_id=[^&;\s'\"#]*(&?)")
-_USERINFO = re.compile(r"(?<=//)([^/@\s:]*):[^/@\s]*@")
-
-
-def scrub(text: str) -> str:
-    """``text`` without known secrets, ``session_id=`` parameters or URL passwords."""
-    text = _SESSION_ID.sub(lambda m: m.group(1) if m.group(2) else "", text)
-    return redact(_USERINFO.sub(r"\1@", text))
-
-
-class _Values(dict[str, str]):
-    def __missing__(self, key: str) -> str:
-        return ""  # a parameter the host did not send: _fill tidies the gap
-
-
-def _fill(template: str, values: Mapping[str, str]) -> str:
-    text = template.format_map(_Values(values))
-    text = re.sub(r"\(\s*\)", "", text)
-    text = re.sub(r"\s+", " ", text)
-    return re.sub(r" ([.,:;)])", r"\1", text).strip()
-
-
-def _param_text(value: str) -> str:
-    text = " ".join(scrub(value).split())
-    return text if len(text) <= _MAX_PARAM_CHARS else text[: _MAX_PARAM_CHARS - 3] + "..."
-
-
-def _capitalize(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
-# -- docs/troubleshooting.md -----------------------------------------------------------------
-_INTRO = """\
-# Troubleshooting
-
-Every error xsddkvm prints is one paragraph: what happened, the likely cause, and what to do
-next. This page lists them all. It is the output of `render_markdown()` in
-`xsddkvm/xapi/failures.py`, and a test keeps the two identical: edit the tables there and
-regenerate the page (the test's failure message gives the command).
-
-Words in CAPITALS stand for values filled in from the failure: HOST is the host from
-`host.url`, the other names are parameters the host sent with the error.
-"""
-
-
-def render_markdown() -> str:
-    """docs/troubleshooting.md: every table entry as code, meaning and what to do."""
-    lines = [_INTRO, "## Errors reported by the XenServer host", ""]
-    lines += ["| Code | Error (exit code) | What it means | What to do |", "|---|---|---|---|"]
-    for entry in _TABLE:
-        code = entry.code + ("_<n>" if entry.code == _SR_BACKEND else "")
-        params = f" ({', '.join(p.upper() for p in entry.params)})" if entry.params else ""
-        lines.append(_row(f"`{code}`{params}", entry))
-    lines += ["", "## Connection problems", ""]
-    lines += ["| Failure | Error (exit code) | What it means | What to do |", "|---|---|---|---|"]
-    for entry in TRANSPORT.values():
-        lines.append(_row(entry.code, entry))
-    return "\n".join(lines) + "\n"
-
-
-def _row(first: str, entry: Explanation) -> str:
-    names = {p: p.upper() for p in (*entry.params, "host", "url", "hostname", "port", "type")}
-    names.update(detail="DETAIL", status="STATUS", reason="REASON")
-    meaning = _capitalize(_fill(f"{entry.what} {entry.cause}", names))
-    hint = _fill(entry.hint, names)
-    kind = f"{entry.error.kind} ({int(entry.error.exit_code)})"
-    cells = [first, kind, meaning, hint]
-    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
