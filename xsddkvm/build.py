@@ -25,6 +25,8 @@ from .stages.network import AddNetwork
 from .stages.pipeline import run_stages
 from .stages.push import PushSource, check_source
 from .stages.ssh import SshConnect
+from .stages.target import CheckTarget
+from .stages.verify import VerifyPack
 from .stages.wait_ip import WaitForIp
 from .xapi.session import XapiSession
 from .xapi.tls import TlsSettings
@@ -88,11 +90,16 @@ def resolve_image(pb: Playbook) -> ImageChoice:
         )
     path = pb.resolve(source)
     if not path.is_file():
+        what = "is a directory, not an image file" if path.is_dir() else "does not exist"
         raise ImageError(
-            f"{where}: {path} does not exist.",
+            f"{where}: {path} {what}.",
             "Download the DDK ISO for your XenServer release and set image.source to its path.",
         )
     kind = "iso" if path.suffix.lower() == ".iso" else "xva"
+    if kind == "xva":
+        from .image.xva import read_xva_header
+
+        read_xva_header(path)  # a file that is no XVA fails here, by name, before any upload
     return ImageChoice(kind, path=path, digest=image_digest(path), label=path.name)
 
 
@@ -119,8 +126,10 @@ STAGES = (
     FirstBoot,
     WaitForIp,
     SshConnect,
+    CheckTarget,
     PushSource,
     RunBuild,
+    VerifyPack,
     FetchArtifacts,
 )
 

@@ -304,10 +304,13 @@ def host_fingerprint(url: str) -> None:
 
 def _register_extensions() -> None:
     """Commands defined in their own modules (first-day and fleet commands)."""
-    from . import cli_firstday, cli_fleet
+    from . import cli_firstday, cli_fleet, cli_gc, cli_install, cli_sim
 
     cli_firstday.register(main)
     cli_fleet.register(main)
+    cli_gc.register(main)
+    cli_install.register(main)
+    cli_sim.register(sim)
 
 
 _register_extensions()

@@ -6,6 +6,7 @@ Part of the CLI layer: the one place besides ``cli.py`` allowed to know the simu
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import time
 from pathlib import Path
@@ -35,13 +36,24 @@ def simulated_image(source: str) -> Path:
     version, _, rest = spec.partition("-")
     build, _, kernel = rest.partition("-")
     build, kernel = build or "58", kernel or "4.19.0+1"
-    path = data_dir() / "sim-images" / f"ddk-{version}-{build}-{kernel}.xva"
+    # Keyed by the simulated guest's files too, so an upgraded xsddkvm never reuses a stale image.
+    path = data_dir() / "sim-images" / f"ddk-{version}-{build}-{kernel}-{guest_files_digest()}.xva"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".part-{os.getpid()}")
         make_image(tmp, form="xva", product_version=version, build_number=build, kernel=kernel)
         os.replace(tmp, path)
     return path
+
+
+def guest_files_digest() -> str:
+    """A short digest of the simulated DDK's file tree (the source of every simulated image)."""
+    from .sim.ddk_image import FILES
+
+    digest = hashlib.sha256()
+    for path in sorted(p for p in FILES.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(FILES)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def _scenario_of(url: str) -> object:

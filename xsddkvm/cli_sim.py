@@ -138,7 +138,9 @@ def sim_hotfix(
         given = {key: value for key, value in changes.items() if value}
         with _session(env, url, **conn) as xs:
             update = _call(xs, "applying the hotfix", lambda: xs.api.sim.hotfix(given))
-            name = _call(xs, "reading the update", lambda: xs.api.pool_update.get_name_label(update))
+            name = _call(
+                xs, "reading the update", lambda: xs.api.pool_update.get_name_label(update)
+            )
         click.echo(f"Applied {name}.")
 
     run_command(env, body)

@@ -46,10 +46,11 @@ def read_iso_file(iso: Path, name: str) -> Optional[bytes]:
         image.close()
 
 
-def verify_iso_md5(iso: Path, md5_file: Path) -> None:
+def verify_iso_md5(iso: Path, md5_file: Path, actual: Optional[str] = None) -> None:
+    """``<pack>.iso.md5`` (md5sum format) against the ISO; ``actual`` if already computed."""
     text = md5_file.read_text(encoding="utf-8", errors="replace").split()
     expected = text[0].lower() if text else ""
-    actual = file_digests(iso)[0]
+    actual = actual or file_digests(iso)[0]
     if expected != actual:
         raise ArtifactError(
             f"{iso.name} does not match {md5_file.name}: md5 {actual}, file says {expected or 'nothing'}.",

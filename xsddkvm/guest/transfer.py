@@ -7,6 +7,7 @@ prefetch, since a small ``max_concurrent_prefetch_requests`` collapses to ~5 MB/
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import secrets
@@ -90,6 +91,11 @@ def download(
         os.replace(part, local_path)
     except BaseException as exc:
         part.unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise ArtifactError(
+                f"Cannot write {local_path}: {exc.strerror}.",
+                "Free space on that disk, or choose another output directory with -o DIR.",
+            ) from None
         if isinstance(exc, SSH_ERRORS):
             raise transfer_error(f"Fetching {remote_path}", where, exc) from exc
         raise

@@ -19,9 +19,9 @@ from .state import NULL_REF, SimState
 CLASSES = (
     "pool", "host", "SR", "PBD", "network", "PIF", "VM", "VBD", "VDI", "VIF", "VM_guest_metrics",
     "VM_metrics", "console", "task", "pool_update", "host_metrics", "session",
-)  # fmt: skip
+ "host_patch",)  # fmt: skip
 # Classes with the ``name`` namespace get ``get_by_name_label`` (datamodel_utils.ml).
-NAME_CLASSES = {"host", "SR", "VDI", "VM", "network", "task", "pool_update"}
+NAME_CLASSES = {"host", "SR", "VDI", "VM", "network", "task", "pool_update", "host_patch"}
 
 # RW fields (generated set_/add_to_/remove_from_) plus simple explicit setters.
 SETTABLE: dict[str, set[str]] = {

@@ -197,6 +197,11 @@ class GuestRuntime:
             else:
                 listener.close()
             guest.ips.append((vif["device"], ip))  # only once sshd listens: ip_of() means "up"
+        # What the guest's own `hostname -I` shows (ddk_files' hostname reads it): the console
+        # knows the address even when no guest agent reports it.
+        addresses = guest.sandbox.resolve("/etc/xsddkvm-sim/addresses")
+        addresses.parent.mkdir(parents=True, exist_ok=True)
+        addresses.write_text("".join(f"{ip}\n" for _, ip in guest.ips))
         if faults.no_guest_tools:
             return
         guest.metrics = state.create(

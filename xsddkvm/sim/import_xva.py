@@ -352,9 +352,12 @@ class _Digest:
             self._data = data
 
     def hexdigest(self, kind: str) -> str:
-        xxh, sha = self._both or (xxhash.xxh64(self._data), hashlib.sha1(self._data))
         # stream_vdi.ml: "%016LX" of XXH64 for .xxhash, Sha1.to_hex for .checksum
-        return format(xxh.intdigest(), "016X") if kind == "xxhash" else sha.hexdigest()
+        if kind == "xxhash":
+            xxh = self._both[0] if self._both else xxhash.xxh64(self._data)
+            return format(xxh.intdigest(), "016X")
+        sha = self._both[1] if self._both else hashlib.sha1(self._data)
+        return sha.hexdigest()
 
 
 def _unlink(value: Any) -> Any:

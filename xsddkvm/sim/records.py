@@ -180,6 +180,13 @@ def _pool_update() -> dict[str, Any]:
     }
 
 
+def _host_patch() -> dict[str, Any]:
+    # Deprecated since Ely (7.1) but still on older hosts (xapi-records.md §8.2 of xenapi.md).
+    return {"uuid": "", "name_label": "", "name_description": "", "version": "", "host": NULL,
+            "applied": True, "timestamp_applied": EPOCH, "size": 0, "pool_patch": NULL,
+            "other_config": {}}
+
+
 def _pbd() -> dict[str, Any]:
     return {"uuid": "", "host": NULL, "SR": NULL, "device_config": {},
             "currently_attached": True, "other_config": {}}
@@ -257,7 +264,7 @@ def _generic() -> dict[str, Any]:
 FACTORIES: dict[str, Callable[[], dict[str, Any]]] = {
     "VM": _vm, "VDI": _vdi, "VBD": _vbd, "VIF": _vif, "SR": _sr, "network": _network,
     "PIF": _pif, "task": _task, "VM_guest_metrics": _guest_metrics, "VM_metrics": _vm_metrics,
-    "console": _console, "session": _session, "pool_update": _pool_update, "PBD": _pbd,
+    "console": _console, "host_patch": _host_patch, "session": _session, "pool_update": _pool_update, "PBD": _pbd,
     "host_metrics": _host_metrics, "host": _host, "pool": _pool,
 }
 

@@ -1,7 +1,8 @@
 """SimServer: the simulated pool on HTTP(S), one listener per host address, all on one port.
 
 Routes (ocaml/idl/datamodel.ml http_actions): POST ``/`` and ``/RPC2`` -> XML-RPC API;
-PUT ``/import`` -> ``import_xva.handle_import``; CONNECT ``/console`` -> ``console.handle_connect``;
+PUT ``/import`` -> ``import_xva.handle_import``, PUT ``/import_raw_vdi`` ->
+``import_raw.handle_import_raw``; CONNECT ``/console`` -> ``console.handle_connect``;
 anything else 404. A self-signed RSA certificate is made at start; clients pin its SHA-256.
 """
 
@@ -121,7 +122,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_PUT(self) -> None:
-        if urlsplit(self.path).path != "/import":
+        path = urlsplit(self.path).path
+        if path == "/import_raw_vdi":
+            return self._delegate("import_raw", "handle_import_raw")
+        if path != "/import":
             return self._plain(404, "Not Found")
         self._delegate("import_xva", "handle_import")
 

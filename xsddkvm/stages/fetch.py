@@ -7,12 +7,12 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from .. import __version__
 from ..errors import ArtifactError
 from ..events import ArtifactFetched, Progress
-from ..pack import file_digests, verify_iso_md5, verify_metadata_md5
+from ..pack import verify_iso_md5, verify_metadata_md5
 from .context import BuildContext
 
 
@@ -22,8 +22,12 @@ def write_json_atomic(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-def verify_pack(files: dict[str, Path]) -> dict[str, bool]:
-    """Check every md5 file against what it describes; returns name -> verified."""
+def verify_pack(files: dict[str, Path], md5s: Optional[dict[str, str]] = None) -> dict[str, bool]:
+    """Check every md5 file against what it describes; returns name -> verified.
+
+    ``md5s`` holds digests already computed while the files were fetched.
+    """
+    md5s = md5s or {}
     verified: dict[str, bool] = {}
     isos = {n: p for n, p in files.items() if n.endswith(".iso")}
     if not isos:
@@ -33,7 +37,8 @@ def verify_pack(files: dict[str, Path]) -> dict[str, bool]:
         )
     for name, path in files.items():
         if name.endswith(".iso.md5") and name[: -len(".md5")] in isos:
-            verify_iso_md5(isos[name[: -len(".md5")]], path)
+            iso_name = name[: -len(".md5")]
+            verify_iso_md5(isos[iso_name], path, md5s.get(iso_name))
             verified[name] = verified[name[: -len(".md5")]] = True
         elif name.endswith(".metadata.md5"):
             iso = isos.get(name[: -len(".metadata.md5")] + ".iso") or next(iter(isos.values()))
@@ -63,20 +68,24 @@ class FetchArtifacts:
         ctx.staging_dir = ctx.output_dir / f".xsddkvm-{ctx.identity.build_id}.part"
         ctx.staging_dir.mkdir(parents=True, exist_ok=False)
         fetched: dict[str, Path] = {}
-        for name in names:
-            local = ctx.staging_dir / name
-            ctx.ssh.get(
-                f"{remote}/{name}",
-                local,
-                on_progress=lambda done, total, n=name: ctx.emit(
-                    Progress(f"fetch {n}", done, total)
-                ),
-            )
-            fetched[name] = local
-        verified = verify_pack(fetched)
+        digests: dict[str, tuple[int, str, str]] = {}  # name -> (size, md5, sha256)
+        try:
+            for name in names:
+                local = ctx.staging_dir / name
+                digests[name] = ctx.ssh.get(
+                    f"{remote}/{name}",
+                    local,
+                    on_progress=lambda done, total, n=name: ctx.emit(
+                        Progress(f"fetch {n}", done, total)
+                    ),
+                )
+                fetched[name] = local
+            verified = verify_pack(fetched, {n: d[1] for n, d in digests.items()})
+        except BaseException:
+            self.undo(ctx)  # the pipeline undoes only finished stages: drop the staging here
+            raise
         for name, path in fetched.items():
-            md5, sha256 = file_digests(path)
-            size = path.stat().st_size
+            size, md5, sha256 = digests[name]
             final = ctx.output_dir / name
             os.replace(path, final)
             ctx.artifacts.append(

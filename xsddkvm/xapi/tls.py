@@ -7,6 +7,7 @@ trusted only through a pinned SHA-256 fingerprint; ``insecure`` skips checks and
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import hmac
 import socket
@@ -50,12 +51,7 @@ class TlsSettings:
 
     def context(self) -> ssl.SSLContext:
         """An SSL context: full verification, or none when a pin (checked after) or insecure."""
-        if self.verify_chain:
-            return ssl.create_default_context(cafile=self.ca_bundle)
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-        return ctx
+        return _context(self)
 
     def check_peer(self, sock: ssl.SSLSocket, where: str) -> None:
         """Enforce the pin on a connected TLS socket."""
@@ -79,6 +75,17 @@ class TlsSettings:
             raise untrusted(where, exc) from None
         self.check_peer(tls, where)
         return tls
+
+
+@functools.cache
+def _context(tls: TlsSettings) -> ssl.SSLContext:
+    # Loading the CA store costs ~0.1 s: build each policy's context once per process.
+    if tls.verify_chain:
+        return ssl.create_default_context(cafile=tls.ca_bundle)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # the pin (or nothing) decides: no CA store
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
 
 
 def untrusted(where: str, exc: BaseException) -> TLSError:

@@ -162,6 +162,8 @@ def _classify(exc: BaseException) -> Optional[str]:
         return "not-xenapi" if "Missing Status" in str(exc.faultString) else "fault"
     if isinstance(exc, TypeError) and "can only concatenate str" in str(exc):
         return "not-xenapi"  # XenAPI.py bug on that same path (env-probe.md section 1)
+    if isinstance(exc, xmlrpc.client.ResponseError):
+        return "not-xenapi"  # an HTML page where an XML-RPC reply should be
     if isinstance(exc, http.client.HTTPException):
         return "bad-http"
     return None

@@ -1,0 +1,1 @@
+"""Benchmarks: xsddkvm against baselines measured in the same run (see docs/benchmarks.md)."""
