@@ -96,7 +96,9 @@ class Measure:
 
 
 def timed(fn: Callable[[], Any]) -> float:
-    """Seconds ``fn`` took."""
+    """Seconds ``fn`` took, starting with no dirty pages left by the previous sample: writeback
+    of earlier files would otherwise land on whichever side runs next."""
+    os.sync()
     started = time.perf_counter()
     fn()
     return time.perf_counter() - started

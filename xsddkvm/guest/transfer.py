@@ -23,6 +23,7 @@ from ..errors import ArtifactError, TransferError
 Progress = Callable[[int, int], None]
 Exclude = Callable[[Path], bool]
 CHUNK = 64 * 1024
+RECV = 1 << 20
 SSH_ERRORS = (OSError, EOFError, paramiko.SSHException)
 
 
@@ -71,8 +72,13 @@ def download(
     local_path: Path,
     where: str,
     on_progress: Optional[Progress] = None,
+    timeout: float = 60.0,
 ) -> tuple[int, str, str]:
-    """Fetch into a ``.part-*`` file, fsync, rename; returns (size, md5 hex, sha256 hex)."""
+    """Fetch into a ``.part-*`` file, then rename; returns (size, md5 hex, sha256 hex).
+
+    The bytes come from ``cat`` on an exec channel, read 1 MiB at a time: as fast as scp,
+    where SFTP's 32 KiB requests are not (env-probe.md §4); SFTP only stats the file first.
+    """
     local_path = Path(local_path)
     part = local_path.with_name(f"{local_path.name}.part-{secrets.token_hex(4)}")
     try:
@@ -82,12 +88,29 @@ def download(
             f"Cannot write {local_path}: {exc.strerror}.",
             "Choose an output directory you can write to.",
         ) from None
-    sink = _HashingWriter(raw)
+    md5, sha256 = hashlib.md5(), hashlib.sha256()  # noqa: S324 - md5 is the pack format's own
     try:
         with raw:
-            size = sftp.getfo(remote_path, cast(IO[bytes], sink), callback=on_progress)
-            raw.flush()
-            os.fsync(raw.fileno())
+            size = int(sftp.stat(remote_path).st_size or 0)
+            transport = sftp.get_channel().get_transport()  # type: ignore[union-attr]
+            chan = transport.open_session()
+            chan.settimeout(timeout)
+            chan.exec_command(f"cat -- {shlex.quote(remote_path)}")
+            done = 0
+            while data := chan.recv(RECV):
+                raw.write(data)
+                md5.update(data)
+                sha256.update(data)
+                done += len(data)
+                if on_progress:
+                    on_progress(done, size)
+            stderr, status = _drain(chan, timeout)
+            if status != 0 or done != size:
+                raise TransferError(
+                    f"Fetching {remote_path} from {where} stopped after {done} of {size} bytes "
+                    f"({stderr.strip() or f'exit status {status}'}).",
+                    "Check that the DDK VM is still running, then run the build again.",
+                )
         os.replace(part, local_path)
     except BaseException as exc:
         part.unlink(missing_ok=True)
@@ -99,7 +122,7 @@ def download(
         if isinstance(exc, SSH_ERRORS):
             raise transfer_error(f"Fetching {remote_path}", where, exc) from exc
         raise
-    return size, sink.md5.hexdigest(), sink.sha256.hexdigest()
+    return size, md5.hexdigest(), sha256.hexdigest()
 
 
 def transfer_error(what: str, where: str, exc: BaseException) -> TransferError:
@@ -175,15 +198,3 @@ class _CountingReader:
         data = self._f.read(size)
         self._count(len(data))
         return data
-
-
-class _HashingWriter:
-    def __init__(self, f: IO[bytes]) -> None:
-        self._f = f
-        self.md5 = hashlib.md5()
-        self.sha256 = hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.md5.update(data)
-        self.sha256.update(data)
-        return self._f.write(data)

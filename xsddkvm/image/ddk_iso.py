@@ -138,23 +138,30 @@ class DdkIso:
         return XvaStream(self.spec, chunks, self._blocks, version)
 
     def _blocks(self) -> Iterator[bytes]:
-        pending = bytearray()
+        """The disk in 1 MiB blocks: one copy per block (chunk files need not align to 1 MiB)."""
+        parts: list[memoryview] = []
+        have = 0
         for path, isize in self._files:
             produced = 0
             for out in self._inflate(path):
                 produced += len(out)
-                pending += out
-                while len(pending) >= CHUNK:
-                    yield bytes(pending[:CHUNK])
-                    del pending[:CHUNK]
+                view = memoryview(out)
+                while view:
+                    take = view[: CHUNK - have]
+                    parts.append(take)
+                    have += len(take)
+                    view = view[len(take) :]
+                    if have == CHUNK:
+                        yield b"".join(parts)
+                        parts, have = [], 0
             if produced != isize:
                 raise ImageError(
                     f"{self.path}: {path[1:]} decompresses to {produced} bytes, its trailer "
                     f"says {isize}: the chunk is corrupt.",
                     _HINT,
                 )
-        if pending:
-            yield bytes(pending)
+        if parts:
+            yield b"".join(parts)
 
     def _inflate(self, path: str) -> Iterator[bytes]:
         with self._iso.open_file_from_iso(**{self._key: path}) as fp:

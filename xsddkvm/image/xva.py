@@ -188,18 +188,21 @@ class XvaStream:
             self._pieces = self._generate()
         if n is None or n < 0:
             n = self._length - self._pos
-        out = bytearray()
-        while len(out) < n:
+        parts: list[memoryview] = []
+        want = n
+        while want > 0:
             if not self._buffer:
                 piece = next(self._pieces, None)
                 if piece is None:
                     break
                 self._buffer = memoryview(piece)
-            take = self._buffer[: n - len(out)]
-            out += take
+            take = self._buffer[:want]
+            parts.append(take)
+            want -= len(take)
             self._buffer = self._buffer[len(take) :]
+        out = b"".join(parts)  # the one copy
         self._pos += len(out)
-        return bytes(out)
+        return out
 
     def close(self) -> None:
         if self._pieces is not None:
