@@ -10,57 +10,36 @@ from __future__ import annotations
 from typing import Any
 
 from .errors import XapiError
-from .import_xva import _NO_CACHE, _Body, _params, _send
+from .http_upload import RequestBody, accept, accepted_header, send, status, unauthorised
 from .wire import value as xmlrpc_value
 
-# ocaml/libs/http-lib/http_svr.ml response_unauthorised, realm = handler name
-UNAUTHORISED = (
-    b"HTTP/1.1 401 Unauthorised\r\ncontent-type: text/html\r\nconnection: close\r\n"
-    b'cache-control: no-cache, no-store\r\nWWW-Authenticate: Basic realm="put_import_raw_vdi"'
-    b"\r\n\r\n<html><body><h1>HTTP 401 unauthorised</h1>Please check your credentials and "
-    b"retry.</body></html>"
-)
-
-
-def _status(code: str) -> bytes:
-    return b"HTTP/1.1 " + code.encode() + b"\r\n" + _NO_CACHE + b"\r\n"
+UNAUTHORISED = unauthorised("put_import_raw_vdi")
 
 
 def handle_import_raw(host: Any, handler: Any) -> None:
     """Serve one ``PUT /import_raw_vdi`` on a BaseHTTPRequestHandler-like ``handler``."""
-    params = _params(handler)
-    session = params.get("session_id", "")
-    try:
-        host.check_session(session)
-    except XapiError:
-        _send(handler, UNAUTHORISED)
+    accepted = accept(host, handler, "VDI import", UNAUTHORISED)
+    if accepted is None:
         return
-    task = params.get("task_id") or host.create_task("VDI import", session_ref=session)
-    if not host.state.exists("task", task):
-        _send(handler, _status("500 Internal Server Error"))
-        return
+    params, task = accepted
     vdi = params.get("vdi", "")
     if not host.state.exists("VDI", vdi):
-        _send(handler, _status("404 Not Found"))
+        send(handler, status("404 Not Found"))
         host.fail_task(task, XapiError("HANDLE_INVALID", "VDI", vdi))
         return
     if params.get("format", "raw") != "raw":
-        _send(handler, _status("400 Bad Request"))
+        send(handler, status("400 Bad Request"))
         host.fail_task(task, XapiError("INTERNAL_ERROR", "the simulator imports raw VDIs only"))
         return
     length = handler.headers.get("Content-Length")
     if handler.headers.get("Transfer-Encoding") is not None or not (length or "").isdigit():
-        _send(handler, _status("411 Length Required"))
+        send(handler, status("411 Length Required"))
         host.fail_task(task, XapiError("INTERNAL_ERROR", "Content-Length required"))
         return
     host.set_task_progress(task, 0.0)
-    _send(
-        handler,
-        b"HTTP/1.1 200 OK\r\n" + _NO_CACHE + b"task-id:" + task.encode() + b"\r\n"
-        b"content-type: application/octet-stream\r\n\r\n",
-    )
+    send(handler, accepted_header(task))
     try:
-        body = _Body(handler, int(length), host.scenario.faults.upload_cut_at_bytes)
+        body = RequestBody(handler, int(length), host.scenario.faults.upload_cut_at_bytes)
         _copy(host, task, vdi, body, int(length))
     except Exception as exc:  # every failure fails the task; none may escape the handler
         host.fail_task(
@@ -70,7 +49,7 @@ def handle_import_raw(host: Any, handler: Any) -> None:
     host.complete_task(task, xmlrpc_value(vdi))
 
 
-def _copy(host: Any, task: str, vdi: str, body: _Body, length: int) -> None:
+def _copy(host: Any, task: str, vdi: str, body: RequestBody, length: int) -> None:
     """Write the body at offset 0 of the VDI's file; more bytes than its size is an I/O error."""
     size = int(host.state.get("VDI", vdi)["virtual_size"])
     total = max(length, 1)
