@@ -55,7 +55,7 @@ class TerminalRenderer:
     def __init__(self, stream: IO[str], tty: Optional[bool] = None) -> None:
         self.stream = stream
         self.tty = stream.isatty() if tty is None else tty
-        self._progress_started: dict[str, float] = {}
+        self._progress_started: dict[str, tuple[float, int]] = {}
         self._line_open = False
         self._spin = 0
         self._last_draw = 0.0
@@ -107,24 +107,26 @@ class TerminalRenderer:
             self._write("" if not event.ok else f"{event.command}: success")
 
     def _progress(self, event: Progress) -> None:
-        started = self._progress_started.setdefault(event.what, time.monotonic())
-        elapsed = max(time.monotonic() - started, 1e-6)
-        rate = event.done / elapsed
+        # The first event arrives after the first block: rates count from there.
+        started, base = self._progress_started.setdefault(
+            event.what, (time.monotonic(), event.done)
+        )
+        elapsed = time.monotonic() - started
+        rate = (event.done - base) / elapsed if elapsed > 0.2 else None
+        speed = f" {_size(rate)}/s" if rate else ""
         if event.total:
             fraction = min(event.done / event.total, 1.0)
-            eta = (event.total - event.done) / rate if rate > 0 else 0
+            eta = f" ETA {(event.total - event.done) / rate:.0f} s" if rate else ""
             bar = "#" * int(fraction * 30)
             self._draw(
                 f"    {event.what} [{bar:<30}] {fraction * 100:5.1f}% "
-                f"{_size(event.done)}/{_size(event.total)} {_size(rate)}/s ETA {eta:.0f} s"
+                f"{_size(event.done)}/{_size(event.total)}{speed}{eta}"
             )
             if event.done >= event.total:
-                self._write(
-                    f"    {event.what}: {_size(event.total)} in {elapsed:.1f} s ({_size(rate)}/s)"
-                )
+                self._write(f"    {event.what}: {_size(event.total)} in {elapsed:.1f} s{speed}")
                 self._progress_started.pop(event.what, None)
         else:
-            self._draw(f"    {event.what}: {_size(event.done)} {_size(rate)}/s")
+            self._draw(f"    {event.what}: {_size(event.done)}{speed}")
 
 
 def stderr_renderer() -> TerminalRenderer:

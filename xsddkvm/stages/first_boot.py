@@ -49,6 +49,20 @@ def open_vm_console(ctx: BuildContext) -> dialog.ConsoleStream:
     return open_console(location, ctx.xs.handle, ctx.xs.url, ctx.xs.tls, ctx.playbook.timeouts.boot)
 
 
+class ConsoleLines:
+    """Console text as whole lines (a terminal echoes typed keys one at a time)."""
+
+    def __init__(self, ctx: BuildContext) -> None:
+        self._ctx = ctx
+        self._partial = ""
+
+    def __call__(self, text: str) -> None:
+        *complete, self._partial = (self._partial + text).split("\n")
+        for line in complete:
+            if line.strip():
+                self._ctx.emit(LogLine("console", line.rstrip()))
+
+
 class FirstBoot:
     name = "first-boot"
     description = "set the root password on the console"
@@ -57,11 +71,7 @@ class FirstBoot:
     def run(self, ctx: BuildContext) -> None:
         pb = ctx.playbook
 
-        def show(text: str) -> None:
-            for line in text.splitlines():
-                if line.strip():
-                    ctx.emit(LogLine("console", line))
-
+        show = ConsoleLines(ctx)
         stream = open_vm_console(ctx)
         boot = pb.timeouts.boot
         try:
