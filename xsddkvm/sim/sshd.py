@@ -13,8 +13,9 @@ import functools
 import logging
 import os
 import socket
+import struct
 import threading
-from typing import IO, Callable, Optional
+from typing import IO, Any, Callable, Optional
 
 import paramiko
 from paramiko.common import (
@@ -105,7 +106,7 @@ class GuestSSHServer:
             self._serve(conn)
 
     def _serve(self, conn: socket.socket) -> None:
-        transport = paramiko.Transport(conn)
+        transport = _Transport(conn)
         transport.add_server_key(self.host_key)
         transport.set_subsystem_handler("sftp", paramiko.SFTPServer, SandboxSFTP, self.sandbox)
         with self._lock:
@@ -120,13 +121,52 @@ class GuestSSHServer:
 
     def run_session(self, channel: paramiko.Channel, command: Optional[str], pty: bool) -> None:
         """Run ``command`` (None: a shell reading stdin) for one channel, in a new thread."""
+        transport = channel.get_transport()
+        assert isinstance(transport, _Transport)
+        replied = transport.reply_waiter(channel.remote_chanid)
         thread = threading.Thread(
-            target=_session, args=(self.sandbox, channel, command, pty), daemon=True
+            target=_session, args=(self.sandbox, channel, command, pty, replied), daemon=True
         )
         with self._lock:
             self._sessions = [t for t in self._sessions if t.is_alive()]
             self._sessions.append(thread)
         thread.start()
+
+
+class _Transport(paramiko.Transport):
+    """Knows when a channel request's reply has gone out.
+
+    paramiko sends the reply to an exec request only after ``check_channel_exec_request``
+    returns; a command that finishes first would close its channel before the reply, and the
+    client would see "Channel closed." instead of the output. Sessions wait for the reply.
+    """
+
+    _REPLIES = (99, 100)  # SSH_MSG_CHANNEL_SUCCESS, SSH_MSG_CHANNEL_FAILURE (RFC 4254)
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__(sock)
+        self._replies: dict[int, int] = {}
+        self._replied = threading.Condition()
+
+    def _send_user_message(self, data: Any) -> None:  # paramiko private hook (pinned <5)
+        super()._send_user_message(data)  # type: ignore[misc]
+        raw = data.asbytes()
+        if raw[:1] and raw[0] in self._REPLIES:
+            (chanid,) = struct.unpack(">I", raw[1:5])
+            with self._replied:
+                self._replies[chanid] = self._replies.get(chanid, 0) + 1
+                self._replied.notify_all()
+
+    def reply_waiter(self, chanid: int) -> Callable[[], None]:
+        """A function that returns once the request being handled now has been answered."""
+        with self._replied:
+            seen = self._replies.get(chanid, 0)
+
+        def wait() -> None:
+            with self._replied:
+                self._replied.wait_for(lambda: self._replies.get(chanid, 0) > seen, timeout=10)
+
+        return wait
 
 
 class _Server(paramiko.ServerInterface):
@@ -183,11 +223,16 @@ def _authorized_blobs(sandbox: Sandbox) -> set[bytes]:
 
 
 def _session(
-    sandbox: Sandbox, channel: paramiko.Channel, command: Optional[str], pty: bool
+    sandbox: Sandbox,
+    channel: paramiko.Channel,
+    command: Optional[str],
+    pty: bool,
+    replied: Callable[[], None],
 ) -> None:
     try:
         proc = sandbox.spawn(command, merge_stderr=pty)
     except OSError as exc:
+        replied()
         channel.sendall_stderr(f"sh: {exc}\n".encode())
         channel.send_exit_status(127)
         channel.close()
@@ -203,6 +248,7 @@ def _session(
     for pump in pumps:
         pump.join()
     status = sandbox.reap(proc)
+    replied()
     try:
         channel.send_exit_status(status)
     finally:
