@@ -12,6 +12,7 @@ import hashlib
 import os
 import posixpath
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,6 +27,15 @@ FIRST_BOOT_DONE = "etc/xsddkvm-sim/firstboot-done"
 _FAILING_MAKE = """#!/bin/sh
 echo "make: *** [build-iso] Error 2" >&2
 exit 2
+"""
+
+# tool -> Debian/Ubuntu package that provides it
+_HOST_TOOLS = {"make": "make", "rpmbuild": "rpm", "rpm2cpio": "rpm2cpio", "cpio": "cpio"}
+_MISSING_TOOL = """#!/bin/sh
+echo "{tool}: not installed on the machine running the xsddkvm simulator, which runs the \\
+simulated DDK's builds with the machine's own tools. Install it (Debian/Ubuntu: \\
+apt-get install {package}) and run the build again." >&2
+exit 127
 """
 
 
@@ -53,6 +63,12 @@ class Sandbox:
             make.chmod(0o755)
         elif make.exists():
             make.unlink()
+        # The simulated DDK runs the machine's own build tools: say which one is missing.
+        for tool, package in _HOST_TOOLS.items():
+            shim = self.simbin / tool
+            if shutil.which(tool) is None and not shim.exists():
+                shim.write_text(_MISSING_TOOL.format(tool=tool, package=package))
+                shim.chmod(0o755)
 
     def env(self, extra: Optional[dict[str, str]] = None) -> dict[str, str]:
         root = str(self.root)
