@@ -20,7 +20,7 @@ from .errors import ConfigError, HostAPIError, InstallError
 from .events import EventSink, Notice, Progress
 from .pack import read_iso_file
 from .xapi import failures
-from .xapi.imports import _Body, http_session
+from .xapi.imports import UploadBody, http_session
 from .xapi.session import XapiSession
 from .xapi.tasks import destroy_task, wait_for_task
 from .xapi.vm import BuildIdentity, find_sr
@@ -231,7 +231,7 @@ def _put(
     timeout: float,
 ) -> None:
     url = xs.http_url("/import_raw_vdi", vdi=vdi, format="raw", task_id=task)
-    body = _Body(_File(f, size), lambda done, total: emit(Progress("upload", done, total)))
+    body = UploadBody(_File(f, size), lambda done, total: emit(Progress("upload", done, total)))
     try:
         response = http_session(xs).put(
             url, data=body, cookies={"session_id": xs.handle}, timeout=(30, timeout)

@@ -62,7 +62,8 @@ def send(handler: Any, data: bytes) -> None:
 def accept(
     host: Any, handler: Any, label: str, refusal: bytes
 ) -> Optional[tuple[dict[str, str], str]]:
-    """The parameters and task of an authenticated upload, or None once refused (answered)."""
+    """The parameters and task of an authenticated upload, or None once answered otherwise
+    (refused, or redirected to the master)."""
     params = request_params(handler)
     session = params.get("session_id", "")
     try:
@@ -70,11 +71,35 @@ def accept(
     except XapiError:
         send(handler, refusal)
         return None
+    if redirect_to_master(host, handler):
+        return None
     task = params.get("task_id") or host.create_task(label, session_ref=session)
     if not host.state.exists("task", task):
         send(handler, status("500 Internal Server Error"))
         return None
     return params, task
+
+
+def redirect_to_master(host: Any, handler: Any) -> bool:
+    """Answer 302 when the upload reached a pool member that cannot see the SR.
+
+    import.ml: a host that cannot reach the target SR redirects (Http.http_302_redirect) to one
+    that can; the simulator's one SR is local to the master. xapi's Location has no port (443);
+    the simulator keeps its own port in it so that clients can follow it.
+    """
+    master = host.address_of(host.master)
+    local, port = handler.server.server_address[:2]
+    if local == master:
+        return False
+    scheme = "https" if getattr(handler.server.sim, "tls_context", None) else "http"
+    netloc = master if port in (80, 443) else f"{master}:{port}"
+    query = urlsplit(handler.path).query
+    location = f"{scheme}://{netloc}{urlsplit(handler.path).path}" + (f"?{query}" if query else "")
+    send(
+        handler,
+        b"HTTP/1.1 302 Found\r\n" + NO_CACHE + b"Location: " + location.encode() + b"\r\n\r\n",
+    )
+    return True
 
 
 def premature_eof() -> XapiError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any, Callable, Iterator, Optional, Protocol
+from urllib.parse import urlsplit
 
 import requests
 import urllib3
@@ -10,7 +11,7 @@ from requests.adapters import HTTPAdapter
 
 from ..errors import ImageError
 from . import failures
-from .session import XapiSession
+from .session import XapiSession, with_host
 from .tasks import destroy_task, wait_for_task
 from .tls import TlsSettings, normalize_fingerprint
 
@@ -40,9 +41,18 @@ class _PinnedAdapter(HTTPAdapter):
         conn.assert_fingerprint = self._fingerprint
 
 
+class _PolicySession(requests.Session):
+    """Our TLS policy decides verification: REQUESTS_CA_BUNDLE must not override it."""
+
+    def merge_environment_settings(self, *args: Any, **kwargs: Any) -> Any:
+        settings = super().merge_environment_settings(*args, **kwargs)
+        settings["verify"] = self.verify
+        return settings
+
+
 def http_session(xs: XapiSession) -> requests.Session:
     """A requests session with the same TLS policy as the XenAPI session."""
-    http = requests.Session()
+    http = _PolicySession()
     tls = xs.tls
     if tls.insecure:
         urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
@@ -55,7 +65,7 @@ def http_session(xs: XapiSession) -> requests.Session:
     return http
 
 
-class _Body:
+class UploadBody:
     """Iterable upload body of known length (so requests sends Content-Length, never chunked)."""
 
     def __init__(self, stream: SizedStream, on_progress: Callable[[int, int], None]) -> None:
@@ -75,6 +85,26 @@ class _Body:
             self.sent += len(data)
             self._on_progress(self.sent, total)
             yield data
+
+
+def host_for_sr(xs: XapiSession, sr: str) -> str:
+    """The address to upload to: the host we talk to if it sees ``sr``, else one that does.
+
+    xapi answers an upload that reaches a host without the SR with a 302 sent before it reads
+    the body (import.ml), which a streaming client may only see as a reset connection.
+    """
+    current = urlsplit(xs.url).hostname or ""
+    with xs.doing("finding a host that can reach the SR"):
+        hosts = [
+            str(xs.api.PBD.get_host(pbd))
+            for pbd in xs.api.SR.get_PBDs(sr)
+            if xs.api.PBD.get_currently_attached(pbd)
+        ]
+        addresses = {host: str(xs.api.host.get_address(host)) for host in hosts}
+        if not addresses or current in addresses.values():
+            return current
+        master = str(xs.api.pool.get_master(xs.api.pool.get_all()[0]))
+    return addresses.get(master) or next(iter(addresses.values()))
 
 
 def import_vm(
@@ -97,11 +127,13 @@ def import_vm(
     if on_task is not None:
         on_task(task)
     try:
-        url: Optional[str] = xs.http_url("/import", task_id=task, sr_id=sr)
+        url: Optional[str] = with_host(
+            xs.http_url("/import", task_id=task, sr_id=sr), host_for_sr(xs, sr)
+        )
         http = http_session(xs)
         for _hop in range(3):
             assert url is not None
-            body = _Body(open_stream(), on_progress)
+            body = UploadBody(open_stream(), on_progress)
             try:
                 response = http.put(
                     url,

@@ -63,11 +63,11 @@ class _PinnedHTTPSConnection(http.client.HTTPSConnection):
         self._tls.check_peer(self.sock, self._where)  # type: ignore[arg-type,unused-ignore]
 
 
-def _with_host(url: str, address: str) -> str:
+def with_host(url: str, address: str) -> str:
     """``url`` pointing at ``address`` instead, same scheme and port (HOST_IS_SLAVE redirect)."""
     parts = urlsplit(url)
     netloc = f"{address}:{parts.port}" if parts.port else address
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
 class XapiSession:
@@ -107,7 +107,7 @@ class XapiSession:
             except HostAPIError as exc:
                 if exc.code == "HOST_IS_SLAVE" and exc.params and self.redirected_from is None:
                     self.redirected_from = self.url
-                    self.url = _with_host(self.url, exc.params[0])
+                    self.url = with_host(self.url, exc.params[0])
                     continue
                 raise
             self._sdk = sdk
