@@ -88,9 +88,10 @@ def redirect_to_master(host: Any, handler: Any) -> bool:
     the simulator keeps its own port in it so that clients can follow it.
     """
     master = host.address_of(host.master)
-    local, port = handler.server.server_address[:2]
+    local = getattr(handler, "local_address", master)  # a handler outside SimServer: no pool
     if local == master:
         return False
+    port = handler.server.server_address[1]
     scheme = "https" if getattr(handler.server.sim, "tls_context", None) else "http"
     netloc = master if port in (80, 443) else f"{master}:{port}"
     query = urlsplit(handler.path).query
