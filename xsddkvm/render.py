@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from typing import IO, Optional
 
@@ -127,7 +126,3 @@ class TerminalRenderer:
                 self._progress_started.pop(event.what, None)
         else:
             self._draw(f"    {event.what}: {_size(event.done)}{speed}")
-
-
-def stderr_renderer() -> TerminalRenderer:
-    return TerminalRenderer(sys.stderr)

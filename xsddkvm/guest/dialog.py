@@ -260,7 +260,8 @@ def shell_command(
     return match.group(1).rstrip("\n")
 
 
-HOST_KEY_COMMAND = "cat /etc/ssh/ssh_host_rsa_key.pub"
+# XSDDKVM_SIM_ROOT is unset on a real DDK, and the simulated guest's root in the simulator.
+HOST_KEY_COMMAND = 'cat "${XSDDKVM_SIM_ROOT:-}/etc/ssh/ssh_host_rsa_key.pub"'
 # hostname -I is missing on old net-tools and ip on minimal guests: try each in turn.
 IP_COMMAND = (
     "hostname -I 2>/dev/null || ip -4 -o addr show 2>/dev/null || "

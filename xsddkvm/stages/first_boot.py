@@ -6,8 +6,6 @@ so what it tells us is trusted: the SSH host key read there pins the later SSH c
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
@@ -15,26 +13,13 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_e
 from ..errors import ConsoleError
 from ..events import LogLine
 from ..guest import dialog
+from ..guest.ssh import fingerprint
 from ..secrets import Secret, generate_password
 from ..xapi import vm
 from ..xapi.console import open_console
 from .context import BuildContext
 
 DEFAULT_DDK_PASSWORD = "xensource"  # Citrix DDKs' baked-in root password (ddk.md §2)
-# XSDDKVM_SIM_ROOT is unset on a real DDK and the simulated guest's root in the simulator.
-HOST_KEY_COMMAND = 'cat "${XSDDKVM_SIM_ROOT:-}/etc/ssh/ssh_host_rsa_key.pub"'
-
-
-def ssh_fingerprint(public_key_line: str) -> str:
-    """OpenSSH-style ``SHA256:...`` fingerprint of a ``ssh-rsa AAAA...`` line."""
-    parts = public_key_line.split()
-    if len(parts) < 2 or not parts[0].startswith("ssh-"):
-        raise ConsoleError(
-            f"The DDK console did not show an SSH public key (got {public_key_line[:60]!r}).",
-            "Check that sshd is installed in the DDK image.",
-        )
-    digest = hashlib.sha256(base64.b64decode(parts[1])).digest()
-    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
 def open_vm_console(ctx: BuildContext) -> dialog.ConsoleStream:
@@ -85,8 +70,7 @@ class FirstBoot:
                 steps = dialog.login_dialog(password, boot_timeout=boot)
             dialog.run_dialog(stream, steps, on_text=show)
             ctx.guest_password = password
-            key_line = dialog.shell_command(stream, HOST_KEY_COMMAND, timeout=30).strip()
-            ctx.guest_host_key = ssh_fingerprint(key_line.splitlines()[-1] if key_line else "")
+            ctx.guest_host_key = fingerprint(dialog.read_host_key(stream))
             stream.write(b"exit\r")  # never leave a root shell open on the console
         finally:
             stream.close()
