@@ -60,12 +60,15 @@ class Env:
 
     @contextlib.contextmanager
     def signals_deferred(self) -> Iterator[None]:
-        """Cleanup runs to the end even if the user presses Ctrl-C again."""
+        """Cleanup runs to the end even if a signal comes; then the signal takes effect."""
         self._deferring = True
         try:
             yield
         finally:
             self._deferring = False
+        pending, self._pending_signal = self._pending_signal, None
+        if pending:  # e.g. Ctrl-C while a successful build was removing its VM
+            raise Interrupted(pending)
 
 
 def report(env: Env, exc: BaseException) -> int:

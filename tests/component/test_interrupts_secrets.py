@@ -60,8 +60,19 @@ def test_signal_at_stage_start_undoes_everything(
     final = json.loads(rest.strip().splitlines()[-1])
     assert final["event"] == "error" and final["kind"] == "interrupted"
     assert leftovers(sim) == {}
-    out = tmp_path / "out"
-    assert not out.exists() or {p.name for p in out.iterdir()} <= {"build.log"}
+    assert_nothing_partial(tmp_path / "out")
+
+
+def assert_nothing_partial(out: Path) -> None:
+    """Either no artifact at all, or (a signal that came while a finished build was removing its
+    VM) the whole verified pack: never a partial file."""
+    names = {p.name for p in out.iterdir()} if out.exists() else set()
+    if "manifest.json" not in names:
+        assert names <= {"build.log"}
+        return
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert names == {"build.log", "manifest.json", *(f["name"] for f in manifest["files"])}
+    subprocess.run(["md5sum", "-c", "helloworld.iso.md5"], cwd=out, check=True, capture_output=True)
 
 
 def test_no_secret_in_any_output_log_manifest_or_process_listing(
