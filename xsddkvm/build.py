@@ -14,20 +14,14 @@ from .errors import ArtifactError, ConfigError, ImageError
 from .events import EventSink, Result
 from .golden import warm_stages
 from .secrets import Secret
-from .stages.boot import Boot
 from .stages.build import RunBuild
-from .stages.connect import Connect
 from .stages.context import BuildContext, ImageChoice, _nothing
-from .stages.fetch import FetchArtifacts
-from .stages.first_boot import FirstBoot
-from .stages.image import ProvisionVm
-from .stages.network import AddNetwork
+from .stages.fetch import FetchArtifacts, manifest
 from .stages.pipeline import run_stages
 from .stages.push import PushSource, check_source
-from .stages.ssh import SshConnect
+from .stages.reach_guest import REACH_GUEST
 from .stages.target import CheckTarget
 from .stages.verify import VerifyPack
-from .stages.wait_ip import WaitForIp
 from .xapi.session import XapiSession
 from .xapi.tls import TlsSettings
 from .xapi.vm import BuildIdentity
@@ -118,20 +112,7 @@ def preflight(pb: Playbook, output_dir: Path) -> None:
         ) from None
 
 
-STAGES = (
-    Connect,
-    ProvisionVm,
-    AddNetwork,
-    Boot,
-    FirstBoot,
-    WaitForIp,
-    SshConnect,
-    CheckTarget,
-    PushSource,
-    RunBuild,
-    VerifyPack,
-    FetchArtifacts,
-)
+STAGES = (*REACH_GUEST, CheckTarget, PushSource, RunBuild, VerifyPack, FetchArtifacts)
 
 
 def build(
@@ -159,8 +140,6 @@ def build(
         signals_deferred=signals_deferred,
     )
     run_stages([stage() for stage in warm_stages(STAGES)], ctx)
-    from .stages.fetch import manifest
-
     result = manifest(ctx)
     emit(Result("build", True, {"output_dir": str(output_dir), "files": ctx.artifacts}))
     return result

@@ -21,15 +21,11 @@ from .errors import ConfigError, GuestError, ImageError
 from .events import EventSink, Notice, Result
 from .guest.ssh import GuestSSH
 from .matching import CatalogEntry, entry_from_image
-from .stages.boot import Boot
 from .stages.connect import Connect
 from .stages.context import BuildContext, ImageChoice, _nothing
 from .stages.first_boot import FirstBoot
-from .stages.image import ProvisionVm
-from .stages.network import AddNetwork
 from .stages.pipeline import run_stages
-from .stages.ssh import SshConnect
-from .stages.wait_ip import WaitForIp
+from .stages.reach_guest import REACH_GUEST
 from .xapi import vm
 from .xapi.session import XapiSession
 from .xapi.tasks import destroy_task, wait_for_task
@@ -278,18 +274,7 @@ def _retag(xs: XapiSession, cls: str, ref: str, tags: dict[str, str]) -> None:
         api.set_other_config(ref, {**other, **tags})
 
 
-PREPARE_STAGES = (
-    Connect,
-    ProvisionVm,
-    AddNetwork,
-    Boot,
-    FirstBoot,
-    WaitForIp,
-    SshConnect,
-    InstallKey,
-    ReadIdentity,
-    SealTemplate,
-)
+PREPARE_STAGES = (*REACH_GUEST, InstallKey, ReadIdentity, SealTemplate)
 
 
 def prepare(
