@@ -8,9 +8,16 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from cli_support import PASSWORD_ENV, json_events, leftovers, run_cli, write_playbook
-from test_golden import access_to
-from test_interrupts_secrets import child_env, start_build
+from cli_support import (
+    PASSWORD_ENV,
+    access_to,
+    child_env,
+    json_events,
+    leftovers,
+    run_cli,
+    start_build,
+    write_playbook,
+)
 
 from xsddkvm import golden
 from xsddkvm.config import load_playbook

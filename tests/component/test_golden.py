@@ -7,16 +7,14 @@ import stat
 from pathlib import Path
 
 import pytest
-from cli_support import PASSWORD_ENV, leftovers, run_cli, write_playbook
+from cli_support import PASSWORD_ENV, access_to, import_tasks, leftovers, run_cli, write_playbook
 
 from xsddkvm import golden, keys
-from xsddkvm.build import HostAccess
 from xsddkvm.config import Playbook, load_playbook
 from xsddkvm.errors import AuthError, ConfigError
 from xsddkvm.events import LogLine, Recorder
 from xsddkvm.exit_codes import ExitCode
 from xsddkvm.guest.ssh import GuestSSH
-from xsddkvm.secrets import Secret
 from xsddkvm.sim.server import SimServer
 from xsddkvm.stages.boot import Boot
 from xsddkvm.stages.connect import Connect
@@ -25,27 +23,7 @@ from xsddkvm.stages.image import ProvisionVm
 from xsddkvm.stages.network import AddNetwork
 from xsddkvm.stages.pipeline import run_stages
 from xsddkvm.stages.wait_ip import WaitForIp
-from xsddkvm.xapi.tls import TlsSettings
 from xsddkvm.xapi.vm import BuildIdentity
-
-
-def access_to(server: SimServer) -> HostAccess:
-    return HostAccess(
-        server.url,
-        server.username,
-        Secret(server.password),
-        TlsSettings(pin_sha256=server.fingerprint),
-        guest_ssh_port=server.host.guests.ssh_port,
-    )
-
-
-def import_tasks(server: SimServer, since: int = 0) -> list[str]:
-    """Tasks created for an upload since generation ``since`` (client's or the host's own)."""
-    return [
-        ref
-        for gen, cls, op, ref, snap in server.host.state.log
-        if gen > since and cls == "task" and op == "add" and "import" in snap["name_label"].lower()
-    ]
 
 
 @pytest.fixture()

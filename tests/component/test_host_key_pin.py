@@ -7,8 +7,7 @@ from pathlib import Path
 
 import paramiko
 import pytest
-from cli_support import leftovers, write_playbook
-from test_golden import access_to
+from cli_support import access_to, leftovers, write_playbook
 
 from xsddkvm.build import build
 from xsddkvm.config import load_playbook

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -12,24 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from cli_support import PASSWORD_ENV, leftovers, write_playbook
+from cli_support import child_env, leftovers, start_build, write_playbook
 
 from xsddkvm.sim.server import SimServer
-
-
-def start_build(pb: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "xsddkvm", "build", str(pb), "--json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=env,
-    )
-
-
-def child_env(sim: SimServer, tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, PASSWORD_ENV: sim.password, "XDG_DATA_HOME": str(tmp_path / "xdg")}
 
 
 @pytest.mark.parametrize(

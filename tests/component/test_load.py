@@ -7,8 +7,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from cli_support import leftovers, write_playbook
-from test_interrupts_secrets import child_env, start_build
+from cli_support import child_env, leftovers, start_build, write_playbook
 
 from xsddkvm.sim.server import SimServer
 

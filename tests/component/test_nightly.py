@@ -11,8 +11,7 @@ from typing import Any, Callable
 
 import pytest
 import yaml
-from cli_support import PASSWORD_ENV, REPO, leftovers, run_cli, write_playbook
-from test_golden import import_tasks
+from cli_support import PASSWORD_ENV, REPO, import_tasks, leftovers, run_cli, write_playbook
 
 from xsddkvm.errors import ConfigError
 from xsddkvm.events import Recorder
