@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from typing import Mapping, Sequence
+from typing import Mapping
 
 from ...errors import XsddkvmError
 from ...secrets import redact
@@ -22,12 +22,6 @@ class Explanation:
     what: str
     cause: str
     hint: str
-
-
-def build(
-    cls: type[XsddkvmError], message: str, hint: str, code: str, params: Sequence[str]
-) -> XsddkvmError:
-    return cls(message, hint, code=code, params=params)
 
 
 _SESSION_ID = re.compile(r"([?&;]?)session_id=[^&;\s'\"#]*(&?)")

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import requests
 
 from ...errors import HostAPIError, HostUnreachableError, TLSError, XsddkvmError
-from .text import Explanation, build, fill, param_text, scrub
+from .text import Explanation, fill, param_text, scrub
 
 _HOST_INFO = "`xsddkvm host info {url}`"
 
@@ -103,7 +103,7 @@ def explain_transport(exc: BaseException, *, url: str, action: str) -> XsddkvmEr
     elif isinstance(cause, xmlrpc.client.Fault):
         values.update(status=str(cause.faultCode), detail=param_text(str(cause.faultString)))
     message = fill(f"While {{action}}, {entry.what} {entry.cause}", values)
-    return build(entry.error, message, fill(entry.hint, values), "", ())
+    return entry.error(message, fill(entry.hint, values))
 
 
 def _classify_chain(exc: BaseException) -> tuple[str, BaseException]:

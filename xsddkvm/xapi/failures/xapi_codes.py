@@ -16,7 +16,7 @@ from ...errors import (
     StorageError,
     XsddkvmError,
 )
-from .text import Explanation, build, fill, param_text, scrub
+from .text import Explanation, fill, param_text, scrub
 
 _GC = "`xsddkvm gc https://{host} --dry-run`"
 _GC_RUN = "`xsddkvm gc https://{host}`"
@@ -331,7 +331,7 @@ def explain_failure(details: Sequence[str], *, host: str, action: str) -> Xsddkv
     message = fill(
         f"While {{action}}, {{host}} reported {{code}}: {entry.what} {entry.cause}", values
     )
-    return build(entry.error, message, fill(entry.hint, values), code, params)
+    return entry.error(message, fill(entry.hint, values), code=code, params=params)
 
 
 def _hide_session_refs(code: str, params: list[str]) -> list[str]:
